@@ -1,0 +1,439 @@
+// The thread executor: one OS thread owns the interpreter and runs jobs in
+// order; a watchdog thread interrupts calls at their deadline and declares
+// the executor wedged when a call outlives its grace period.
+
+#include "gilkeeper/actors/executor.hpp"
+#include "gilkeeper/actors/detail/stats_collector.hpp"
+#include "gilkeeper/interop/interpreter.hpp"
+
+#include <condition_variable>
+#include <deque>
+#include <fstream>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <unistd.h>
+
+namespace gk {
+
+Error deadline_error(int slot_state, const std::string& label) {
+  if (slot_state == ReplySlot::queued)
+    return Error::deadline(DeadlinePhase::queued, label + ": deadline passed while queued (it never ran)");
+  return Error::deadline(DeadlinePhase::soft, label + " ran past its deadline");
+}
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+template <class... Fs>
+struct overloaded : Fs... {
+  using Fs::operator()...;
+};
+template <class... Fs>
+overloaded(Fs...) -> overloaded<Fs...>;
+
+std::uint64_t read_rss_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::uint64_t size = 0, resident = 0;
+  statm >> size >> resident;
+  return resident * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
+bool is_error(const AnyReply& r) {
+  auto* v = std::get_if<Expected<Value>>(&r);
+  return v && !v->has_value();
+}
+
+class ThreadExecutor final : public Executor, public std::enable_shared_from_this<ThreadExecutor> {
+public:
+  explicit ThreadExecutor(const Config& config)
+    : config_(config), grace_(config.timeouts.grace), shutdown_grace_(config.runtime.shutdown_grace) {}
+
+  ~ThreadExecutor() override {
+    shutdown(shutdown_grace_);
+    if (thread_.joinable()) {
+      if (thread_.get_id() == std::this_thread::get_id())
+        thread_.detach();
+      else
+        thread_.join();
+    }
+  }
+
+  Error start() {
+    std::promise<Error> started;
+    auto ready = started.get_future();
+    thread_ = std::thread([this, self = shared_from_this(), p = std::move(started)]() mutable {
+      serve(std::move(p), std::move(self));
+    });
+    Error e = ready.get();
+    if (e) {
+      thread_.join();
+      stopped_ = true;
+      return e;
+    }
+    watchdog_ = std::thread([this] { watch(); });
+    return Error();
+  }
+
+  void submit(Job job) override {
+    bool counted = job.slot != nullptr;
+    if (counted)
+      stats_.received(job.type);
+    Error reject;
+    {
+      std::lock_guard<std::mutex> lk(mutex_);
+      if (stopping_) {
+        reject = Error(ErrorCode::runtime_stopped, job.label + ": the runtime is stopped");
+      } else if (wedged_.load(std::memory_order_acquire) && counted) {
+        reject = wedged_error(job.label);
+      } else {
+        job.enqueued = clock::now();
+        queue_.push_back(std::move(job));
+      }
+    }
+    if (!reject) {
+      cv_.notify_one();
+      return;
+    }
+    if (counted) {
+      stats_.error(job.type);
+      job.slot->complete(Expected<Value>(std::move(reject)));
+    }
+  }
+
+  Stats stats() const override {
+    Stats s;
+    s.types = stats_.snapshot();
+    s.live_refs = live_refs_.load();
+    {
+      std::lock_guard<std::mutex> lk(mutex_);
+      s.queued = queue_.size();
+    }
+    s.wedged = wedged_.load();
+    s.wedged_count = wedged_count_.load();
+    s.rss_bytes = read_rss_bytes();
+    s.isolation = "thread";
+    s.python_version = Interpreter::python_version();
+    return s;
+  }
+
+  ShutdownReport shutdown(std::chrono::nanoseconds grace) override {
+    std::call_once(shutdown_once_, [&] { report_ = do_shutdown(grace); });
+    return report_;
+  }
+
+private:
+  // -- the interpreter thread -------------------------------------------------
+
+  void serve(std::promise<Error> started, std::shared_ptr<ThreadExecutor> self) {
+    native_ = pthread_self();
+    pthread_setname_np(native_, "gk-python");
+    InterpreterOptions options;
+    options.python_path = config_.python.path;
+    options.executable = config_.python.executable;
+    options.interrupt_signal = config_.runtime.interrupt_signal;
+    std::weak_ptr<ThreadExecutor> weak = self;
+    options.release_ref = [weak](std::uint64_t id, std::uint64_t epoch) {
+      if (auto ex = weak.lock()) {
+        Job job;
+        job.request = ReleaseRequest{id, epoch};
+        job.type = "release";
+        job.label = "release";
+        ex->submit(std::move(job));
+      }
+    };
+    auto interp = Interpreter::start(std::move(options));
+    if (!interp) {
+      started.set_value(interp.error());
+      return;
+    }
+    interp_ = std::move(*interp);
+    started.set_value(Error());
+
+    bool have_gil = false;
+    std::deque<Job> batch;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lk(mutex_);
+        if (queue_.empty() && !stopping_) {
+          if (have_gil) {
+            // Idle: let Python threads run while we wait.
+            lk.unlock();
+            interp_->release_gil();
+            have_gil = false;
+            continue;
+          }
+          cv_.wait(lk, [&] { return !queue_.empty() || stopping_; });
+        }
+        if (queue_.empty() && stopping_)
+          break;
+        batch.swap(queue_);
+      }
+      for (auto& job : batch)
+        run_job(job, have_gil);
+      // Destroy finished jobs outside the queue lock: a Ref dropped here
+      // queues its release.
+      batch.clear();
+    }
+    if (!have_gil)
+      interp_->acquire_gil();
+    ShutdownReport report = interp_->finalize(shutdown_grace_);
+    finished_.set_value(std::move(report));
+    (void)self;  // keeps this executor alive until the thread ends
+  }
+
+  void run_job(Job& job, bool& have_gil) {
+    auto now = clock::now();
+    if (job.slot && !job.slot->start()) {
+      // The caller was told at its deadline while the job waited.
+      stats_.missed(job.type, DeadlinePhase::queued);
+      stats_.error(job.type);
+      return;
+    }
+    if (job.deadline.expired(now)) {
+      stats_.missed(job.type, DeadlinePhase::queued);
+      finish(job, Expected<Value>(deadline_error(ReplySlot::queued, job.label)));
+      return;
+    }
+    if (!have_gil) {
+      interp_->acquire_gil();
+      have_gil = true;
+    }
+    auto seq = ++seq_;
+    auto started = clock::now();
+    arm(seq, job.deadline, job.label);
+    interp_->begin_request(seq, job.label, job.deadline);
+    AnyReply reply = dispatch(job);
+    interp_->end_request();
+    disarm();
+    live_refs_.store(interp_->live_refs());
+    auto ended = clock::now();
+    if (wedged_.exchange(false))
+      recovered_.fetch_add(1);
+    stats_.timing(job.type, started - job.enqueued, ended - started);
+
+    // A reply after the deadline is a deadline miss, whatever it holds.
+    if (job.deadline.expired(ended)) {
+      stats_.missed(job.type, DeadlinePhase::soft);
+      auto* v = std::get_if<Expected<Value>>(&reply);
+      if (!v || v->has_value() || v->error().code != ErrorCode::deadline_exceeded) {
+        Error e = deadline_error(ReplySlot::running, job.label);
+        if (v && !v->has_value())
+          e.message += " (it then failed: " + v->error().to_string() + ")";
+        reply = Expected<Value>(std::move(e));
+      }
+    }
+    finish(job, std::move(reply));
+  }
+
+  void finish(Job& job, AnyReply&& reply) {
+    if (!job.slot)
+      return;
+    if (is_error(reply))
+      stats_.error(job.type);
+    job.slot->complete(std::move(reply));
+  }
+
+  AnyReply dispatch(Job& job) {
+    return std::visit(overloaded{[&](BatchRequest& b) -> AnyReply { return run_batch(b, job); },
+                                 [&](auto& r) -> AnyReply { return interp_->run(r); }},
+                      job.request);
+  }
+
+  // Each call of a batch gets its own result. The batch's deadline
+  // interrupts whichever call is running; a call's own (earlier) deadline
+  // is checked before and after it runs.
+  BatchReply run_batch(BatchRequest& b, const Job& job) {
+    BatchReply out;
+    out.results.reserve(b.calls.size());
+    for (std::size_t i = 0; i < b.calls.size(); ++i) {
+      auto& c = b.calls[i];
+      Deadline d = job.deadline.min(c.deadline);
+      if (d.expired()) {
+        out.results.emplace_back(deadline_error(ReplySlot::queued, job.label + "[" + std::to_string(i) + "] " + c.target));
+        continue;
+      }
+      auto r = interp_->run(c);
+      if (c.deadline.is_finite() && c.deadline.expired() && r.has_value())
+        r = deadline_error(ReplySlot::running, "batch[" + std::to_string(i) + "] " + c.target);
+      out.results.push_back(std::move(r));
+    }
+    return out;
+  }
+
+  Error wedged_error(const std::string& label) {
+    std::lock_guard<std::mutex> g(wd_mutex_);
+    return Error(ErrorCode::wedged,
+                 label + ": the runtime is wedged: " + wd_label_
+                     + " is stuck (in native code or ignoring interrupts) past its deadline "
+                       "and grace period; requests fail fast until it returns");
+  }
+
+  // -- the watchdog -------------------------------------------------------------
+
+  void arm(std::uint64_t seq, Deadline deadline, const std::string& label) {
+    bool wake = false;
+    {
+      std::lock_guard<std::mutex> g(wd_mutex_);
+      wd_seq_ = seq;
+      wd_deadline_ = deadline;
+      wd_label_ = label;
+      wd_interrupted_ = false;
+      wd_wedged_ = false;
+      wake = deadline.is_finite() && deadline.when() < wd_wake_;
+    }
+    if (wake)
+      wd_cv_.notify_one();
+  }
+
+  void disarm() {
+    std::lock_guard<std::mutex> g(wd_mutex_);
+    wd_seq_ = 0;
+  }
+
+  void watch() {
+    pthread_setname_np(pthread_self(), "gk-watchdog");
+    std::unique_lock<std::mutex> lk(wd_mutex_);
+    while (!wd_stop_) {
+      auto never = clock::time_point::max();
+      if (wd_seq_ == 0 || !wd_deadline_.is_finite() || wd_wedged_) {
+        wd_wake_ = never;
+        wd_cv_.wait(lk);
+        continue;
+      }
+      auto now = clock::now();
+      if (!wd_interrupted_) {
+        if (now >= wd_deadline_.when()) {
+          wd_interrupted_ = true;
+          interp_->interrupt(native_, wd_seq_);
+          continue;
+        }
+        wd_wake_ = wd_deadline_.when();
+      } else {
+        auto wedge_at = wd_deadline_.when() + grace_;
+        if (now >= wedge_at) {
+          wd_wedged_ = true;
+          lk.unlock();
+          become_wedged();
+          lk.lock();
+          continue;
+        }
+        wd_wake_ = wedge_at;
+      }
+      wd_cv_.wait_until(lk, wd_wake_);
+    }
+  }
+
+  void become_wedged() {
+    wedged_.store(true, std::memory_order_release);
+    wedged_count_.fetch_add(1);
+    std::deque<Job> stranded;
+    {
+      std::lock_guard<std::mutex> lk(mutex_);
+      // Release jobs stay queued: they run when the call returns.
+      std::deque<Job> keep;
+      for (auto& j : queue_)
+        (j.slot ? stranded : keep).push_back(std::move(j));
+      queue_.swap(keep);
+    }
+    for (auto& j : stranded) {
+      stats_.error(j.type);
+      j.slot->complete(Expected<Value>(wedged_error(j.label)));
+    }
+  }
+
+  // -- shutdown -------------------------------------------------------------
+
+  ShutdownReport do_shutdown(std::chrono::nanoseconds grace) {
+    if (stopped_ || !thread_.joinable())
+      return ShutdownReport{};
+    std::deque<Job> stranded;
+    {
+      std::lock_guard<std::mutex> lk(mutex_);
+      stopping_ = true;
+      stranded.swap(queue_);
+    }
+    cv_.notify_all();
+    for (auto& j : stranded)
+      if (j.slot)
+        j.slot->complete(Expected<Value>(Error(ErrorCode::runtime_stopped, j.label + ": the runtime stopped before it ran")));
+    stranded.clear();
+    {
+      // Interrupt the running call, if any, so that shutdown is not held up
+      // by a sleeping or looping call.
+      std::lock_guard<std::mutex> g(wd_mutex_);
+      if (wd_seq_ != 0)
+        interp_->interrupt(native_, wd_seq_);
+    }
+    auto done = finished_.get_future();
+    // finalize() itself waits up to `grace` for Python threads.
+    auto bound = grace + std::chrono::seconds(2);
+    ShutdownReport report;
+    if (done.wait_for(bound) == std::future_status::ready) {
+      report = done.get();
+      thread_.join();
+    } else {
+      report.finalized = false;
+      report.message = "the interpreter did not stop within "
+                       + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(bound).count())
+                       + "ms (a call is stuck in native code); it was left running";
+      thread_.detach();
+    }
+    {
+      std::lock_guard<std::mutex> g(wd_mutex_);
+      wd_stop_ = true;
+    }
+    wd_cv_.notify_all();
+    if (watchdog_.joinable())
+      watchdog_.join();
+    stopped_ = true;
+    return report;
+  }
+
+  Config config_;
+  std::chrono::nanoseconds grace_;
+  std::chrono::nanoseconds shutdown_grace_;
+  std::unique_ptr<Interpreter> interp_;
+  pthread_t native_{};
+  std::thread thread_;
+  std::thread watchdog_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<Job> queue_;
+  bool stopping_ = false;
+  std::atomic<bool> stopped_{false};
+
+  std::mutex wd_mutex_;
+  std::condition_variable wd_cv_;
+  std::uint64_t wd_seq_ = 0;
+  Deadline wd_deadline_;
+  std::string wd_label_;
+  bool wd_interrupted_ = false;
+  bool wd_wedged_ = false;
+  bool wd_stop_ = false;
+  clock::time_point wd_wake_ = clock::time_point::max();
+
+  std::atomic<bool> wedged_{false};
+  std::atomic<std::uint64_t> wedged_count_{0};
+  std::atomic<std::uint64_t> recovered_{0};
+  std::atomic<std::size_t> live_refs_{0};
+  std::uint64_t seq_ = 0;
+  detail::StatsCollector stats_;
+
+  std::promise<ShutdownReport> finished_;
+  std::once_flag shutdown_once_;
+  ShutdownReport report_;
+};
+
+} // namespace
+
+Expected<std::shared_ptr<Executor>> start_thread_executor(const Config& config) {
+  auto ex = std::make_shared<ThreadExecutor>(config);
+  if (Error e = ex->start())
+    return e;
+  return std::shared_ptr<Executor>(std::move(ex));
+}
+
+} // namespace gk

@@ -1,0 +1,109 @@
+#pragma once
+
+/// Executors: where the interpreter runs. The thread executor runs it on one
+/// dedicated OS thread of the host process; each request is a `Job` with a
+/// `ReplySlot` that guarantees exactly one reply.
+///
+/// Deadlines are enforced here at every stage:
+/// - in the queue: a job whose deadline passed before it started never runs
+///   (`deadline_exceeded`, phase `queued`);
+/// - in flight: at the deadline the watchdog interrupts the running Python
+///   code (a thread-directed real-time signal whose Python handler raises
+///   `gilkeeper.DeadlineExceeded`); a reply produced after the deadline is a
+///   `deadline_exceeded` (phase `soft`);
+/// - stuck in native code: `grace` after the deadline the executor reports
+///   itself wedged and fails queued and new requests fast until the call
+///   returns.
+/// The caller is told at its deadline by whoever waits on the slot (the
+/// synchronous API or the PyRuntime actor's timer), independently of the
+/// executor.
+
+#include "gilkeeper/config/config.hpp"
+#include "gilkeeper/interop/request.hpp"
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <variant>
+
+namespace gk {
+
+/// Any request an executor runs.
+using AnyRequest = std::variant<ImportRequest, CallRequest, EvalRequest, ExecRequest,
+                                GetattrRequest, ReleaseRequest, BatchRequest>;
+/// Any reply an executor produces.
+using AnyReply = std::variant<Expected<Value>, BatchReply>;
+
+/// The arbiter of one request's reply: the executor and whoever waits race
+/// to complete it; exactly one wins. Thread-safe.
+class ReplySlot {
+public:
+  enum State : int { queued = 0, running = 1, done = 2 };
+  virtual ~ReplySlot() = default;
+
+  /// queued -> running; false when the request was already answered (the
+  /// caller gave up), in which case it must not run.
+  bool start() noexcept {
+    int s = queued;
+    return state_.compare_exchange_strong(s, running, std::memory_order_acq_rel);
+  }
+  /// Claims the right to reply. Returns the state before (queued or running)
+  /// or -1 when someone else already replied.
+  int claim() noexcept {
+    int s = state_.load(std::memory_order_acquire);
+    while (s != done)
+      if (state_.compare_exchange_weak(s, done, std::memory_order_acq_rel))
+        return s;
+    return -1;
+  }
+  /// Claims and delivers; drops the reply when already answered.
+  void complete(AnyReply&& reply) {
+    if (claim() >= 0)
+      deliver(std::move(reply));
+  }
+  /// Hands the reply over. PRECONDITION: the caller won `claim()`.
+  virtual void deliver(AnyReply&& reply) = 0;
+
+private:
+  std::atomic<int> state_{queued};
+};
+
+/// A unit of work for an executor.
+struct Job {
+  AnyRequest request;
+  /// Resolved: finite or never (never unset).
+  Deadline deadline = Deadline::never();
+  /// The message type ("call") and a label for messages ("call json:dumps").
+  std::string type;
+  std::string label;
+  Deadline::time_point enqueued{};
+  /// Null for fire-and-forget jobs (a Ref's release).
+  std::shared_ptr<ReplySlot> slot;
+};
+
+/// The error a caller gets when its deadline passes: phase `queued` when the
+/// job had not started, `soft` when it was running.
+Error deadline_error(int slot_state, const std::string& label);
+
+/// Where requests run. Thread-safe: every member may be called from any thread.
+class Executor {
+public:
+  virtual ~Executor() = default;
+  /// Queues a job. Never blocks on Python; when the executor is stopped or
+  /// wedged the job's slot is completed at once with `runtime_stopped` or
+  /// `wedged`.
+  virtual void submit(Job job) = 0;
+  /// Counters and timings; answers even while a call is stuck.
+  virtual Stats stats() const = 0;
+  /// Stops: queued jobs get `runtime_stopped`, the running one is
+  /// interrupted, Python is finalized within `grace` (see ShutdownReport).
+  /// Idempotent: later calls return the first report.
+  virtual ShutdownReport shutdown(std::chrono::nanoseconds grace) = 0;
+};
+
+/// Starts the thread executor: a dedicated thread initialises Python
+/// (becoming Python's main thread) and serves jobs in order. Fails when the
+/// interpreter cannot start (e.g. another one is alive in this process).
+Expected<std::shared_ptr<Executor>> start_thread_executor(const Config& config);
+
+} // namespace gk

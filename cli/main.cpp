@@ -1,0 +1,2 @@
+// gilkeeper: the command line.
+int main() { return 0; }

@@ -1,0 +1,186 @@
+#pragma once
+
+/// The validated configuration of a gilkeeper runtime or job.
+///
+/// `load_config_file` / `parse_config` turn TOML into these structs, checking
+/// every key: an unknown key, a wrong type or a bad value is a `ConfigError`
+/// naming the file, line, column and key, and what was expected (with a
+/// suggestion when a key looks misspelt). Every key is documented in
+/// `docs/config.md`.
+///
+/// This layer knows nothing of CAF or Python.
+
+#include "gilkeeper/config/duration.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace gk {
+
+/// Where the interpreter lives.
+enum class Isolation {
+  /// In the host process, on the runtime's own thread.
+  thread,
+  /// In child processes, one interpreter each.
+  process,
+};
+
+/// `[python]`: which interpreter and where its modules come from.
+struct PythonConfig {
+  /// Directories prepended to `sys.path`. Relative entries in a file are
+  /// resolved against the directory of that file (absolute after loading).
+  std::vector<std::string> path;
+  /// The real Python executable, used by `multiprocessing` (an embedded
+  /// interpreter's `sys.executable` is the host binary).
+  std::string executable = "/usr/bin/python3";
+};
+
+/// Per-child resource limits (`[runtime.limits]`), process isolation only.
+/// Unset means "inherit".
+struct LimitsConfig {
+  std::optional<std::uint64_t> address_space;  ///< bytes (RLIMIT_AS), e.g. "2GiB"
+  std::optional<std::uint64_t> cpu_seconds;    ///< RLIMIT_CPU
+  std::optional<std::uint64_t> open_files;     ///< RLIMIT_NOFILE
+  std::optional<std::uint64_t> processes;      ///< RLIMIT_NPROC
+  bool core_dumps = false;                     ///< RLIMIT_CORE = 0 unless true
+};
+
+/// `[runtime]`: the shape of the runtime.
+struct RuntimeConfig {
+  Isolation isolation = Isolation::thread;
+  /// Number of interpreters (process isolation); must be 1 in thread isolation.
+  int workers = 1;
+  /// Threads of the actor scheduler (CAF `scheduler.max-threads`).
+  int scheduler_threads = 2;
+  /// The real-time signal offset used to interrupt running Python code:
+  /// the signal is `SIGRTMIN + interrupt_signal`. nullopt means `"none"`
+  /// (no soft interrupt; deadlines still reach the caller on time).
+  /// In the file: an integer offset (default 2) or `"none"`.
+  std::optional<int> interrupt_signal = 2;
+  /// Keep one child started ahead (process isolation).
+  bool spare = true;
+  /// Replace a child after this many calls (0 = never).
+  std::uint64_t max_calls = 0;
+  /// Replace a child whose RSS exceeds this many bytes (0 = never). In the
+  /// file: an integer number of bytes or a string like `"512MiB"`, `"2GB"`.
+  std::uint64_t max_memory = 0;
+  /// How long shutdown waits for the interpreter (and Python threads) to end.
+  std::chrono::nanoseconds shutdown_grace = std::chrono::seconds(5);
+  LimitsConfig limits;
+};
+
+/// `[timeouts]`: default deadlines per message type.
+struct TimeoutsConfig {
+  /// `[timeouts].default`: used when nothing more specific is set.
+  Timeout default_timeout = Timeout::after(std::chrono::seconds(30));
+  /// `[timeouts].<type>` for type in import, call, eval, exec, getattr, batch.
+  std::map<std::string, Timeout> per_type;
+  /// `[timeouts].grace`: how long after a deadline a call may keep running
+  /// before the runtime declares itself wedged (thread) or kills the child
+  /// (process).
+  std::chrono::nanoseconds grace = std::chrono::seconds(2);
+  /// `[timeouts.targets]`: keyed by `"module:function"`.
+  std::map<std::string, Timeout> targets;
+};
+
+/// The configured timeout of one request, most specific first: the
+/// `[timeouts.targets]` entry for `target` (a `"module:function"`, when not
+/// empty and listed), then `[timeouts].<message_type>`, then
+/// `[timeouts].default`. A deadline passed with the request itself, and a
+/// job stage's `timeout`, come before all of these; applying them is the
+/// caller's job. Thread-safe (reads only).
+Timeout resolve_timeout(const TimeoutsConfig& timeouts, std::string_view message_type,
+                        std::string_view target = {});
+
+/// What `native_extensions` allows.
+enum class NativePolicy { allow, deny, allowlist };
+
+/// What `network` allows.
+enum class NetworkPolicy { deny, loopback, allow };
+
+/// `[capabilities]`: what Python code may do.
+struct CapabilitiesConfig {
+  /// True when the file has a `[capabilities]` section at all.
+  bool configured = false;
+  /// `"strict"` or empty.
+  std::string profile;
+  std::vector<std::string> allow_modules;
+  std::vector<std::string> deny_modules;
+  NativePolicy native_extensions = NativePolicy::allow;
+  std::vector<std::string> allow_native;
+  bool fork = false;        ///< `fork = "allow"` sets true; default "deny"
+  bool subprocess = true;   ///< `subprocess = "allow" | "deny"`
+  NetworkPolicy network = NetworkPolicy::allow;
+  /// Directories where files may be opened for writing. Empty and
+  /// `write_paths_set == false` means unrestricted.
+  std::vector<std::string> write_paths;
+  bool write_paths_set = false;
+};
+
+/// One `[[stage]]` of a job.
+struct StageConfig {
+  std::string name;
+  /// `"module:qualname"`.
+  std::string call;
+  /// The stage's timeout; nullopt = fall back to the runtime's rules.
+  std::optional<Timeout> timeout;
+  int parallelism = 1;
+  int retries = 0;
+  bool ordered = true;
+  int batch_size = 1;
+};
+
+/// A complete configuration (a runtime config or a job file).
+/// Thread-safe to read concurrently; a plain value.
+struct Config {
+  /// The file it came from ("" when built in code or parsed from a string
+  /// without a name).
+  std::string source;
+  PythonConfig python;
+  RuntimeConfig runtime;
+  TimeoutsConfig timeouts;
+  CapabilitiesConfig capabilities;
+  std::vector<StageConfig> stages;
+};
+
+/// A configuration that could not be accepted. `what()` reads
+/// `file:line:column: key: message` (e.g. `job.toml:4:11: timeouts.call:
+/// expected a duration like "250ms", "5s", "2m" or "none", got "5 sec"`).
+class ConfigError : public std::runtime_error {
+public:
+  ConfigError(std::string file, int line, int column, std::string key,
+              std::string message);
+
+  const std::string& file() const noexcept { return file_; }
+  int line() const noexcept { return line_; }
+  int column() const noexcept { return column_; }
+  /// Dotted key path, e.g. `timeouts.targets."mod:fn"` or `stage[1].call`.
+  const std::string& key() const noexcept { return key_; }
+  /// The message without the position prefix.
+  const std::string& message() const noexcept { return message_; }
+
+private:
+  std::string file_;
+  int line_;
+  int column_;
+  std::string key_;
+  std::string message_;
+};
+
+/// Parses TOML text. `source_name` is used in error messages and as the
+/// base directory for relative `[python] path` entries (its directory).
+/// Throws ConfigError. Thread-safe.
+Config parse_config(const std::string& toml_text,
+                    const std::string& source_name = "<string>");
+
+/// Reads and parses a file. Throws ConfigError (also when it cannot be read).
+/// Thread-safe.
+Config load_config_file(const std::string& path);
+
+} // namespace gk

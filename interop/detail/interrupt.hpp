@@ -1,0 +1,20 @@
+#pragma once
+
+// Internal: the hand-off between the thread that decides a request is late
+// (the watchdog) and the Python signal handler on the interpreter's thread.
+
+#include <cstdint>
+
+namespace gk::detail {
+
+/// Aims the next interrupt at request `seq`. Thread-safe.
+void aim_interrupt(std::uint64_t seq) noexcept;
+
+/// True (once) when an interrupt is aimed at `seq`; clears the aim.
+/// Called by the signal handler on the interpreter's thread.
+bool consume_interrupt(std::uint64_t seq) noexcept;
+
+/// Forgets any aim (at the end of a request).
+void clear_interrupt() noexcept;
+
+} // namespace gk::detail

@@ -1,0 +1,445 @@
+// The embedded interpreter: start-up, requests, shutdown.
+
+#include "gilkeeper/interop/interpreter.hpp"
+#include "gilkeeper/interop/detail/interrupt.hpp"
+#include "gilkeeper/interop/detail/py.hpp"
+
+#include <atomic>
+#include <csignal>
+#include <mutex>
+
+namespace gk {
+
+namespace {
+
+// One interpreter per process: pybind11's "there can be only one".
+enum class Slot { free, taken, abandoned };
+std::mutex g_slot_mutex;
+Slot g_slot = Slot::free;
+std::atomic<std::uint64_t> g_epochs{0};
+
+PyObject* init_module_trampoline() {
+  return detail::init_gilkeeper_module();
+}
+
+Error internal_error(std::string msg) {
+  return Error(ErrorCode::internal, std::move(msg));
+}
+
+Error bad_request(std::string msg, const std::string& where = {}) {
+  Error e(ErrorCode::bad_request, std::move(msg));
+  e.where = where;
+  return e;
+}
+
+struct Target {
+  std::string module;
+  std::string path;  // dotted attribute path
+};
+
+// "module:qual.name" -> {module, qual.name}
+bool split_target(const std::string& target, Target& out) {
+  auto colon = target.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == target.size()
+      || target.find(':', colon + 1) != std::string::npos)
+    return false;
+  out.module = target.substr(0, colon);
+  out.path = target.substr(colon + 1);
+  return true;
+}
+
+// getattr along a dotted path; new reference or null with a Python error set.
+detail::PyRef get_path(PyObject* root, const std::string& path) {
+  detail::PyRef cur = detail::PyRef::borrow(root);
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    auto dot = path.find('.', start);
+    std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (part.empty()) {
+      PyErr_Format(PyExc_AttributeError, "empty attribute name in \"%s\"", path.c_str());
+      return {};
+    }
+    cur = detail::PyRef::steal(PyObject_GetAttrString(cur.get(), part.c_str()));
+    if (!cur)
+      return {};
+    if (dot == std::string::npos)
+      break;
+    start = dot + 1;
+  }
+  return cur;
+}
+
+detail::PyRef import_module(const std::string& name) {
+  detail::PyRef n = detail::PyRef::steal(PyUnicode_FromString(name.c_str()));
+  if (!n)
+    return {};
+  // The fast path: already imported.
+  detail::PyRef m = detail::PyRef::steal(PyImport_GetModule(n.get()));
+  if (m)
+    return m;
+  if (PyErr_Occurred())
+    return {};
+  return detail::PyRef::steal(PyImport_Import(n.get()));
+}
+
+} // namespace
+
+struct Interpreter::Impl {
+  InterpreterOptions options;
+  PyThreadState* main_tstate = nullptr;
+  detail::HandleTable table;
+  PyObject* main_dict = nullptr;  // borrowed from __main__
+  int signo = 0;
+  std::string origin;
+
+  detail::RefContext refs() {
+    return detail::RefContext{&table, options.release_ref, origin};
+  }
+
+  // Converts a call's result: a Ref when asked, else a Value.
+  Expected<Value> result(detail::PyRef obj, bool want_ref) {
+    if (!obj) {
+      Error e = detail::fetch_python_error();
+      if (e.where.empty())
+        e.where = origin;
+      return e;
+    }
+    if (want_ref)
+      return Value(detail::make_ref(obj.get(), refs()));
+    return detail::from_python(obj.get(), "result");
+  }
+
+  // Resolves the object a Ref names; null with `err` set when stale.
+  PyObject* resolve(const Ref& r, const std::string& what, Error& err) {
+    PyObject* o = table.get(r.id(), r.epoch());
+    if (!o) {
+      err = Error(ErrorCode::stale_ref, what + ": Ref #" + std::to_string(r.id()) + " ("
+                                            + r.type_name()
+                                            + ") is stale: its object was released or its "
+                                              "interpreter is gone");
+      err.where = what;
+    }
+    return o;
+  }
+};
+
+Interpreter::Interpreter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Interpreter::~Interpreter() = default;
+
+Expected<std::unique_ptr<Interpreter>> Interpreter::start(InterpreterOptions options) {
+  {
+    std::lock_guard<std::mutex> guard(g_slot_mutex);
+    if (g_slot == Slot::taken)
+      return bad_request("there can be only one interpreter per process: another gilkeeper "
+                         "runtime with thread isolation is running (use process isolation "
+                         "for more than one interpreter)");
+    if (g_slot == Slot::abandoned)
+      return bad_request("a previous interpreter in this process could not be finalized "
+                         "(its Python threads never ended); start a new process");
+    if (Py_IsInitialized())
+      return bad_request("Python is already initialised in this process by someone else; "
+                         "gilkeeper must own the interpreter");
+    g_slot = Slot::taken;
+  }
+  auto fail = [](Error e) {
+    std::lock_guard<std::mutex> guard(g_slot_mutex);
+    g_slot = Slot::free;
+    return e;
+  };
+
+  static std::once_flag inittab_once;
+  std::call_once(inittab_once, [] { PyImport_AppendInittab("gilkeeper", &init_module_trampoline); });
+
+  PyConfig config;
+  PyConfig_InitPythonConfig(&config);
+  config.install_signal_handlers = 0;  // the host keeps its signal handlers
+  config.parse_argv = 0;
+  // sys.executable must be a real interpreter: multiprocessing starts it.
+  PyStatus status = PyConfig_SetBytesString(&config, &config.executable, options.executable.c_str());
+  if (!PyStatus_Exception(status))
+    status = Py_InitializeFromConfig(&config);
+  PyConfig_Clear(&config);
+  if (PyStatus_Exception(status))
+    return fail(internal_error(std::string("Python failed to start: ")
+                               + (status.err_msg ? status.err_msg : "unknown error")));
+
+  auto impl = std::make_unique<Impl>();
+  impl->options = std::move(options);
+  impl->table.set_epoch(++g_epochs);
+
+  auto setup_failed = [&](const std::string& what) {
+    Error e = PyErr_Occurred() ? detail::fetch_python_error() : internal_error(what);
+    e.message = what + ": " + e.message;
+    detail::reset_caches();
+    detail::reset_module_types();
+    Py_FinalizeEx();
+    return fail(e);
+  };
+
+  // sys.path: configured entries first, in order.
+  detail::PyRef sys_path = detail::PyRef::borrow(PySys_GetObject("path"));
+  if (!sys_path)
+    return setup_failed("sys.path is missing");
+  for (auto i = impl->options.python_path.size(); i-- > 0;) {
+    detail::PyRef entry = detail::PyRef::steal(PyUnicode_FromString(impl->options.python_path[i].c_str()));
+    if (!entry || PyList_Insert(sys_path.get(), 0, entry.get()) != 0)
+      return setup_failed("cannot extend sys.path");
+  }
+
+  detail::PyRef gk_module = import_module("gilkeeper");
+  if (!gk_module)
+    return setup_failed("cannot import the gilkeeper module");
+
+  if (impl->options.interrupt_signal) {
+    int signo = SIGRTMIN + *impl->options.interrupt_signal;
+    if (signo > SIGRTMAX)
+      return setup_failed("interrupt_signal SIGRTMIN+" + std::to_string(*impl->options.interrupt_signal)
+                          + " is beyond SIGRTMAX");
+    detail::PyRef signal_mod = import_module("signal");
+    detail::PyRef handler = detail::PyRef::steal(PyObject_GetAttrString(gk_module.get(), "_interrupt"));
+    if (!signal_mod || !handler)
+      return setup_failed("cannot set up the interrupt signal");
+    detail::PyRef r = detail::PyRef::steal(
+        PyObject_CallMethod(signal_mod.get(), "signal", "iO", signo, handler.get()));
+    if (!r)
+      return setup_failed("cannot install the interrupt handler for signal " + std::to_string(signo));
+    impl->signo = signo;
+  }
+
+  detail::PyRef main_module = import_module("__main__");
+  if (!main_module)
+    return setup_failed("cannot import __main__");
+  impl->main_dict = PyModule_GetDict(main_module.get());
+
+  impl->main_tstate = PyEval_SaveThread();
+  return std::unique_ptr<Interpreter>(new Interpreter(std::move(impl)));
+}
+
+void Interpreter::acquire_gil() {
+  PyEval_RestoreThread(impl_->main_tstate);
+}
+
+void Interpreter::release_gil() {
+  impl_->main_tstate = PyEval_SaveThread();
+}
+
+void Interpreter::begin_request(std::uint64_t seq, const std::string& label, Deadline deadline) {
+  auto& st = detail::interrupt_state();
+  st.current = seq;
+  st.label = label;
+  st.deadline = deadline;
+  impl_->origin = label;
+}
+
+void Interpreter::end_request() {
+  auto& st = detail::interrupt_state();
+  st.current = 0;
+  st.deadline = Deadline{};
+  detail::clear_interrupt();
+}
+
+Expected<Value> Interpreter::run(const ImportRequest& r) {
+  if (r.module.empty())
+    return bad_request("import: empty module name");
+  detail::PyRef m = import_module(r.module);
+  if (!m)
+    return impl_->result({}, false);
+  return Value();
+}
+
+Expected<Value> Interpreter::run(const CallRequest& r) {
+  auto& impl = *impl_;
+  detail::PyRef callable;
+  if (r.self) {
+    Error err;
+    PyObject* self = impl.resolve(r.self, "self", err);
+    if (!self)
+      return err;
+    callable = r.target.empty() ? detail::PyRef::borrow(self) : get_path(self, r.target);
+  } else {
+    Target t;
+    if (!split_target(r.target, t))
+      return bad_request("call: target \"" + r.target + "\" is not \"module:function\"", r.target);
+    detail::PyRef m = import_module(t.module);
+    if (m)
+      callable = get_path(m.get(), t.path);
+  }
+  if (!callable)
+    return impl.result({}, false);
+
+  auto refs = impl.refs();
+  Error err;
+  detail::PyRef args = detail::PyRef::steal(PyTuple_New(static_cast<Py_ssize_t>(r.args.size())));
+  if (!args)
+    return impl.result({}, false);
+  for (std::size_t i = 0; i < r.args.size(); ++i) {
+    PyObject* a = detail::to_python(r.args[i], refs, "args[" + std::to_string(i) + "]", err);
+    if (!a)
+      return err;
+    PyTuple_SET_ITEM(args.get(), static_cast<Py_ssize_t>(i), a);
+  }
+  detail::PyRef kwargs;
+  if (!r.kwargs.empty()) {
+    detail::PyRef d = detail::PyRef::steal(detail::to_python(Value(r.kwargs), refs, "kwargs", err));
+    if (!d)
+      return err;
+    kwargs = std::move(d);
+  }
+  return impl.result(detail::PyRef::steal(PyObject_Call(callable.get(), args.get(), kwargs.get())),
+                     r.want_ref);
+}
+
+Expected<Value> Interpreter::run(const EvalRequest& r) {
+  detail::PyRef code = detail::PyRef::steal(Py_CompileString(r.expression.c_str(), "<eval>", Py_eval_input));
+  if (!code)
+    return impl_->result({}, false);
+  return impl_->result(
+      detail::PyRef::steal(PyEval_EvalCode(code.get(), impl_->main_dict, impl_->main_dict)), r.want_ref);
+}
+
+Expected<Value> Interpreter::run(const ExecRequest& r) {
+  detail::PyRef code = detail::PyRef::steal(Py_CompileString(r.code.c_str(), "<exec>", Py_file_input));
+  if (!code)
+    return impl_->result({}, false);
+  detail::PyRef out = detail::PyRef::steal(PyEval_EvalCode(code.get(), impl_->main_dict, impl_->main_dict));
+  if (!out)
+    return impl_->result({}, false);
+  return Value();
+}
+
+Expected<Value> Interpreter::run(const GetattrRequest& r) {
+  auto& impl = *impl_;
+  detail::PyRef obj;
+  if (r.object) {
+    Error err;
+    PyObject* o = impl.resolve(r.object, "object", err);
+    if (!o)
+      return err;
+    obj = r.target.empty() ? detail::PyRef::borrow(o) : get_path(o, r.target);
+  } else {
+    Target t;
+    if (!split_target(r.target, t))
+      return bad_request("getattr: target \"" + r.target + "\" is not \"module:attribute\"", r.target);
+    detail::PyRef m = import_module(t.module);
+    if (m)
+      obj = get_path(m.get(), t.path);
+  }
+  return impl.result(std::move(obj), r.want_ref);
+}
+
+Expected<Value> Interpreter::run(const ReleaseRequest& r) {
+  if (!impl_->table.remove(r.id, r.epoch)) {
+    Error e(ErrorCode::stale_ref, "release: Ref #" + std::to_string(r.id) + " is not live");
+    return e;
+  }
+  return Value();
+}
+
+std::size_t Interpreter::live_refs() const {
+  return impl_->table.size();
+}
+
+std::uint64_t Interpreter::epoch() const noexcept {
+  return impl_->table.epoch();
+}
+
+std::string Interpreter::python_version() {
+  return PY_VERSION;
+}
+
+int Interpreter::signal_number() const noexcept {
+  return impl_->signo;
+}
+
+void Interpreter::interrupt(pthread_t owner, std::uint64_t seq) noexcept {
+  if (impl_->signo == 0)
+    return;
+  detail::aim_interrupt(seq);
+  pthread_kill(owner, impl_->signo);
+}
+
+namespace {
+
+// Joins non-daemon Python threads for up to `grace`; returns the names of
+// those still alive. PRECONDITION: GIL held.
+std::vector<std::string> join_python_threads(std::chrono::nanoseconds grace) {
+  static const char* code =
+      "def _gk_join_threads(grace):\n"
+      "    import sys, time\n"
+      "    threading = sys.modules.get('threading')\n"
+      "    if threading is None:\n"
+      "        return []\n"
+      "    me = threading.current_thread()\n"
+      "    end = time.monotonic() + grace\n"
+      "    def pending():\n"
+      "        return [t for t in threading.enumerate()\n"
+      "                if t is not me and not t.daemon and t.is_alive()]\n"
+      "    for t in pending():\n"
+      "        t.join(max(0.0, end - time.monotonic()))\n"
+      "    return [t.name for t in pending()]\n";
+  std::vector<std::string> alive;
+  detail::PyRef globals = detail::PyRef::steal(PyDict_New());
+  if (!globals)
+    return alive;
+  PyDict_SetItemString(globals.get(), "__builtins__", PyEval_GetBuiltins());
+  detail::PyRef r = detail::PyRef::steal(PyRun_String(code, Py_file_input, globals.get(), globals.get()));
+  PyObject* fn = r ? PyDict_GetItemString(globals.get(), "_gk_join_threads") : nullptr;
+  detail::PyRef names;
+  if (fn)
+    names = detail::PyRef::steal(PyObject_CallFunction(fn, "d", std::chrono::duration<double>(grace).count()));
+  if (!names) {
+    PyErr_Clear();
+    return alive;
+  }
+  auto v = detail::from_python(names.get(), "threads");
+  if (v && v->is_list())
+    for (auto& n : v->as_list())
+      if (n.is_string())
+        alive.push_back(n.as_string());
+  return alive;
+}
+
+} // namespace
+
+ShutdownReport Interpreter::finalize(std::chrono::nanoseconds grace) {
+  auto& impl = *impl_;
+  ShutdownReport report;
+  for (auto& [id, e] : impl.table.entries())
+    report.leaked_refs.push_back(LeakedRef{id, e.type_name, e.origin});
+  impl.table.clear();
+  if (!report.leaked_refs.empty())
+    report.message = std::to_string(report.leaked_refs.size()) + " Ref(s) still alive at shutdown";
+
+  auto alive = join_python_threads(grace);
+  if (!alive.empty()) {
+    std::string names;
+    for (auto& n : alive)
+      names += (names.empty() ? "" : ", ") + n;
+    if (!report.message.empty())
+      report.message += "; ";
+    report.message += "interpreter not finalized: non-daemon Python thread(s) still running after "
+                      + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(grace).count())
+                      + "ms: " + names;
+    impl.main_tstate = PyEval_SaveThread();
+    std::lock_guard<std::mutex> guard(g_slot_mutex);
+    g_slot = Slot::abandoned;
+    return report;
+  }
+  detail::reset_caches();
+  detail::reset_module_types();
+  int rc = Py_FinalizeEx();
+  report.finalized = rc == 0;
+  if (rc != 0)
+    report.message += std::string(report.message.empty() ? "" : "; ") + "Py_FinalizeEx reported an error";
+  // Python restored the default action (terminate) for our signal; a late
+  // interrupt must not kill the host.
+  if (impl.signo != 0)
+    std::signal(impl.signo, SIG_IGN);
+  impl.main_tstate = nullptr;
+  std::lock_guard<std::mutex> guard(g_slot_mutex);
+  g_slot = Slot::free;
+  return report;
+}
+
+} // namespace gk

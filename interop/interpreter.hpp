@@ -1,0 +1,105 @@
+#pragma once
+
+/// The embedded CPython interpreter and everything that touches `PyObject*`.
+///
+/// There can be only one interpreter per process at a time: `start` fails
+/// with a clear error when another is alive (or when a previous one could not
+/// be finalized because Python threads never ended).
+///
+/// The thread that calls `start` becomes Python's main thread (Python-level
+/// signal handlers run on it) and must be the only thread that calls the
+/// other member functions, except `interrupt`, which any thread may call.
+/// This header does not include Python.h.
+
+#include "gilkeeper/interop/expected.hpp"
+#include "gilkeeper/interop/request.hpp"
+#include "gilkeeper/interop/value.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <pthread.h>
+#include <string>
+#include <vector>
+
+namespace gk {
+
+/// How to start an interpreter.
+struct InterpreterOptions {
+  /// Prepended to sys.path, in order.
+  std::vector<std::string> python_path;
+  /// The real interpreter: becomes `sys.executable`, which `multiprocessing`
+  /// starts (an embedded interpreter would otherwise point at the host).
+  std::string executable = "/usr/bin/python3";
+  /// Real-time signal offset for soft interrupts (SIGRTMIN + n); nullopt
+  /// installs no handler and makes `interrupt` a no-op.
+  std::optional<int> interrupt_signal = 2;
+  /// Called (on any thread) when the last copy of a Ref made by this
+  /// interpreter goes away. Must not block.
+  std::function<void(std::uint64_t id, std::uint64_t epoch)> release_ref;
+};
+
+/// The interpreter. Not copyable. Thread-safety: owner thread only, except
+/// `interrupt` and `signal_number`.
+class Interpreter {
+public:
+  /// Initialises Python on the calling thread and returns with the GIL
+  /// released. Errors: `internal` (Python failed to start) or `bad_request`
+  /// (another interpreter is alive in this process).
+  static Expected<std::unique_ptr<Interpreter>> start(InterpreterOptions options);
+
+  ~Interpreter();
+  Interpreter(const Interpreter&) = delete;
+  Interpreter& operator=(const Interpreter&) = delete;
+
+  /// Takes / drops the GIL. PRECONDITION: owner thread.
+  void acquire_gil();
+  void release_gil();
+
+  /// Marks the start and end of a request so that an interrupt aimed at
+  /// request `seq` never hits another one. `label` names it in messages.
+  /// PRECONDITION: owner thread, GIL held.
+  void begin_request(std::uint64_t seq, const std::string& label, Deadline deadline);
+  void end_request();
+
+  /// Runs one request. PRECONDITION: owner thread, GIL held. Never throws.
+  Expected<Value> run(const ImportRequest& r);
+  Expected<Value> run(const CallRequest& r);
+  Expected<Value> run(const EvalRequest& r);
+  Expected<Value> run(const ExecRequest& r);
+  Expected<Value> run(const GetattrRequest& r);
+  Expected<Value> run(const ReleaseRequest& r);
+
+  /// Handles in the table. PRECONDITION: owner thread.
+  std::size_t live_refs() const;
+  /// The epoch stamped on this interpreter's Refs (unique per process).
+  std::uint64_t epoch() const noexcept;
+  /// "3.11.2".
+  static std::string python_version();
+
+  /// Ends the interpreter: waits up to `grace` for non-daemon Python threads,
+  /// reports leaked handles, and finalizes. When threads do not end, Python is
+  /// left running (never finalized) and the report says which threads; no new
+  /// interpreter can start in this process afterwards.
+  /// PRECONDITION: owner thread, GIL held. Returns with the GIL released (or
+  /// the interpreter gone).
+  ShutdownReport finalize(std::chrono::nanoseconds grace);
+
+  /// Asks the owner thread to raise `gilkeeper.DeadlineExceeded` in the Python
+  /// code of request `seq`, if it is still running it when the signal is
+  /// handled. Thread-safe, async-signal-unsafe. No-op without a signal.
+  void interrupt(pthread_t owner, std::uint64_t seq) noexcept;
+
+  /// The signal used for interrupts, or 0.
+  int signal_number() const noexcept;
+
+  struct Impl;
+
+private:
+  explicit Interpreter(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+} // namespace gk

@@ -1,0 +1,162 @@
+#pragma once
+
+/// The message vocabulary: one request struct per message type, and the
+/// replies that are not a plain `Value`.
+///
+/// The message type's name (`kind_name`) is the key config uses for its
+/// default timeout (`[timeouts].call`, ...). Every request carries a
+/// `Deadline`; an unset deadline is filled in by the runtime from config.
+/// Every request gets exactly one reply.
+
+#include "gilkeeper/interop/deadline.hpp"
+#include "gilkeeper/interop/error.hpp"
+#include "gilkeeper/interop/expected.hpp"
+#include "gilkeeper/interop/value.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace gk {
+
+/// `import`: import a module (and keep it imported). Replies null.
+struct ImportRequest {
+  std::string module;
+  Deadline deadline;
+};
+
+/// `call`: call `target` with arguments.
+/// - Without `self`: `target` is `"module:qualname"` (`"json:dumps"`,
+///   `"pkg.mod:Class.method"`).
+/// - With `self` (a Ref): `target` is a dotted attribute path on that object
+///   (`"append"`), or empty to call the object itself.
+/// Replies the result as a Value, or as a Ref when `want_ref`.
+struct CallRequest {
+  CallRequest() = default;
+  CallRequest(std::string target_, List args_ = {}, Dict kwargs_ = {})
+    : target(std::move(target_)), args(std::move(args_)), kwargs(std::move(kwargs_)) {}
+
+  std::string target;
+  List args;
+  Dict kwargs;
+  bool want_ref = false;
+  Ref self;
+  Deadline deadline;
+};
+
+/// `eval`: evaluate an expression in the `__main__` namespace.
+struct EvalRequest {
+  std::string expression;
+  bool want_ref = false;
+  Deadline deadline;
+};
+
+/// `exec`: run statements in the `__main__` namespace. Replies null.
+struct ExecRequest {
+  std::string code;
+  Deadline deadline;
+};
+
+/// `getattr`: read an attribute. Without `object`, `target` is
+/// `"module:attr.path"`; with `object`, `target` is a dotted path on it.
+struct GetattrRequest {
+  std::string target;
+  Ref object;
+  bool want_ref = false;
+  Deadline deadline;
+};
+
+/// `release`: drop a handle. Replies null, or `stale_ref` if it was not live.
+/// A Ref's destructor sends this without waiting for the reply.
+struct ReleaseRequest {
+  std::uint64_t id = 0;
+  std::uint64_t epoch = 0;
+};
+
+/// `batch`: many calls in one message; one result each, in order. The batch's
+/// deadline bounds the whole batch; a call's own deadline, when set and
+/// earlier, bounds that call. A failed call does not stop the batch, an
+/// expired deadline fails the calls not yet run.
+struct BatchRequest {
+  std::vector<CallRequest> calls;
+  Deadline deadline;
+};
+
+/// One result per call of a batch.
+struct BatchReply {
+  std::vector<Expected<Value>> results;
+};
+
+/// `stats`: counters and timings.
+struct StatsRequest {};
+
+/// Counters and latency percentiles for one message type.
+struct TypeStats {
+  std::string type;              ///< "call", "eval", ...
+  std::uint64_t calls = 0;       ///< requests received
+  std::uint64_t errors = 0;      ///< replies that were errors (any code)
+  std::uint64_t missed_queued = 0;  ///< deadline passed while queued
+  std::uint64_t missed_soft = 0;    ///< deadline passed while running
+  std::uint64_t missed_hard = 0;    ///< killed after the grace period
+  double queue_p50_us = 0, queue_p99_us = 0;  ///< time from submit to start
+  double run_p50_us = 0, run_p99_us = 0;      ///< time running
+};
+
+/// What `stats` replies.
+struct Stats {
+  std::vector<TypeStats> types;  ///< one per message type seen
+  std::uint64_t live_refs = 0;   ///< handles in the table
+  std::uint64_t queued = 0;      ///< requests waiting right now
+  bool wedged = false;           ///< stuck in native code past grace
+  std::uint64_t wedged_count = 0;   ///< times the runtime became wedged
+  std::uint64_t restarts = 0;       ///< interpreters replaced (process isolation)
+  std::uint64_t rss_bytes = 0;      ///< resident memory of the interpreter's process
+  std::uint64_t capability_denials = 0;
+  std::string isolation;         ///< "thread" or "process"
+  std::string python_version;    ///< e.g. "3.11.2"
+  bool gil_enabled = true;       ///< false only on a free-threaded build with the GIL off
+
+  /// The entry for a type, or nullptr.
+  const TypeStats* type(const std::string& name) const {
+    for (auto& t : types)
+      if (t.type == name)
+        return &t;
+    return nullptr;
+  }
+};
+
+/// `shutdown`: stop the runtime. Queued requests get `runtime_stopped`.
+struct ShutdownRequest {
+  /// How long to wait for Python (non-daemon threads) to finish.
+  Deadline::duration grace = std::chrono::seconds(5);
+};
+
+/// A handle that was still alive at shutdown.
+struct LeakedRef {
+  std::uint64_t id = 0;
+  std::string type_name;
+  std::string origin;  ///< the request that made it ("call json:loads")
+};
+
+/// What `shutdown` replies.
+struct ShutdownReport {
+  /// True when the interpreter was finalized cleanly.
+  bool finalized = false;
+  /// Handles still alive: a leak report.
+  std::vector<LeakedRef> leaked_refs;
+  /// Human-readable notes (e.g. the names of Python threads that did not end).
+  std::string message;
+};
+
+/// The message-type name of a request: "import", "call", ...
+inline const char* kind_name(const ImportRequest&) { return "import"; }
+inline const char* kind_name(const CallRequest&) { return "call"; }
+inline const char* kind_name(const EvalRequest&) { return "eval"; }
+inline const char* kind_name(const ExecRequest&) { return "exec"; }
+inline const char* kind_name(const GetattrRequest&) { return "getattr"; }
+inline const char* kind_name(const ReleaseRequest&) { return "release"; }
+inline const char* kind_name(const BatchRequest&) { return "batch"; }
+inline const char* kind_name(const StatsRequest&) { return "stats"; }
+inline const char* kind_name(const ShutdownRequest&) { return "shutdown"; }
+
+} // namespace gk

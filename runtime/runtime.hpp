@@ -1,0 +1,143 @@
+#pragma once
+
+/// `gk::Runtime`: a Python runtime for a multi-threaded host.
+///
+/// ```
+/// gk::Runtime rt(gk::load_config_file("gilkeeper.toml"));
+/// auto r = rt.call("json:dumps", {gk::Value::dict({{"a", 1}})});
+/// if (r) std::cout << r->as_string();
+/// else   std::cerr << r.error().to_string();
+/// ```
+///
+/// Every Python interaction goes through the runtime's one interpreter; each
+/// request runs to completion before the next starts (so a check-then-set on
+/// a Python object cannot race between requests). Every request carries a
+/// deadline (see `DeadlinePolicy` for which one) and gets exactly one reply;
+/// at the deadline the caller gets `deadline_exceeded` even if the
+/// interpreter is stuck, and the running Python code is interrupted.
+///
+/// Thread-safety: every member function may be called from any number of
+/// threads at once. Errors are values (`Expected`), except in the
+/// constructor, which throws `ConfigError` for a bad config and
+/// `RuntimeStartError` when the interpreter cannot start.
+
+#include "gilkeeper/config/config.hpp"
+#include "gilkeeper/interop/deadline.hpp"
+#include "gilkeeper/interop/expected.hpp"
+#include "gilkeeper/interop/request.hpp"
+#include "gilkeeper/interop/value.hpp"
+
+#include <caf/fwd.hpp>
+
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace gk {
+
+/// The runtime could not start (Python failed, or another thread-mode
+/// runtime is alive in this process). `error()` holds the details.
+class RuntimeStartError : public std::runtime_error {
+public:
+  explicit RuntimeStartError(Error e) : std::runtime_error(e.to_string()), error_(std::move(e)) {}
+  const Error& error() const noexcept { return error_; }
+
+private:
+  Error error_;
+};
+
+/// Options of one request.
+struct RequestOptions {
+  /// The deadline; unset means "from config".
+  Deadline deadline;
+  /// Return a Ref to the result instead of converting it.
+  bool want_ref = false;
+  /// A stage timeout (used by jobs and pipelines; below a per-call deadline
+  /// and above the per-target one in precedence).
+  std::optional<Timeout> stage_timeout;
+
+  static RequestOptions with_deadline(Deadline d) {
+    RequestOptions o;
+    o.deadline = d;
+    return o;
+  }
+};
+
+/// A Python runtime. Not copyable or movable.
+class Runtime {
+public:
+  /// Starts the runtime: the actor system, the executor, the interpreter.
+  /// Throws RuntimeStartError.
+  explicit Runtime(Config config);
+  /// Loads a TOML config file and starts. Throws ConfigError or
+  /// RuntimeStartError.
+  static std::unique_ptr<Runtime> from_file(const std::string& path);
+  /// Shuts down (see shutdown()).
+  ~Runtime();
+
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  /// Calls `target` ("module:qualname") with positional and keyword
+  /// arguments and waits for the result, at most until the deadline.
+  Expected<Value> call(const std::string& target, List args = {}, Dict kwargs = {},
+                       RequestOptions options = {});
+  /// Calls a method of (or, with an empty name, the object behind) a Ref.
+  Expected<Value> call(const Ref& self, const std::string& method, List args = {},
+                       Dict kwargs = {}, RequestOptions options = {});
+  /// The full form: any CallRequest.
+  Expected<Value> call(CallRequest request, const std::optional<Timeout>& stage_timeout = std::nullopt);
+  /// Like call(), but keeps the result in the runtime and returns a Ref.
+  Expected<Ref> call_ref(const std::string& target, List args = {}, Dict kwargs = {},
+                         RequestOptions options = {});
+
+  /// Evaluates an expression in `__main__`.
+  Expected<Value> eval(const std::string& expression, RequestOptions options = {});
+  /// Evaluates an expression in `__main__` and keeps the result as a Ref.
+  Expected<Ref> eval_ref(const std::string& expression, RequestOptions options = {});
+  /// Runs statements in `__main__`; returns null.
+  Expected<Value> exec(const std::string& code, RequestOptions options = {});
+  /// Imports a module; returns null.
+  Expected<Value> import_module(const std::string& module, RequestOptions options = {});
+  /// Reads `"module:attr.path"`.
+  Expected<Value> getattr(const std::string& target, RequestOptions options = {});
+  /// Reads a dotted attribute path of a Ref'd object.
+  Expected<Value> getattr(const Ref& object, const std::string& path, RequestOptions options = {});
+  /// Runs many calls in one request; one result per call, in order.
+  Expected<std::vector<Expected<Value>>> batch(std::vector<CallRequest> calls,
+                                               RequestOptions options = {});
+  /// Releases a Ref's object now (it is released anyway when the last copy
+  /// of the Ref goes away). Later uses of the Ref give `stale_ref`.
+  Expected<Value> release(const Ref& ref);
+
+  /// Counters and timings; answers even while the interpreter is stuck.
+  Stats stats() const;
+
+  /// Stops the runtime: queued requests get `runtime_stopped`, the running
+  /// call is interrupted, non-daemon Python threads get
+  /// `runtime.shutdown_grace` to end; the report lists leaked Refs and what
+  /// could not be stopped. Bounded in time. Idempotent.
+  ShutdownReport shutdown();
+
+  /// The deadline a request would get (see DeadlinePolicy).
+  Deadline resolve_deadline(const std::string& type, const std::string& target,
+                            const Deadline& requested,
+                            const std::optional<Timeout>& stage = std::nullopt) const;
+
+  /// The config the runtime was started with.
+  const Config& config() const noexcept;
+
+  /// The actor system (for hosts that are CAF programs). See also
+  /// `runtime_actor()` in actors/py_runtime.hpp.
+  caf::actor_system& system() noexcept;
+
+  struct Impl;
+  const Impl& impl() const noexcept { return *impl_; }
+
+private:
+  std::unique_ptr<Impl> impl_;
+};
+
+} // namespace gk

@@ -1,0 +1,30 @@
+# Installs the build tree into a prefix and builds a tiny consumer against it
+# with find_package(gilkeeper), then runs it.
+file(REMOVE_RECURSE "${WORK_DIR}")
+file(MAKE_DIRECTORY "${WORK_DIR}")
+execute_process(COMMAND ${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${WORK_DIR}/prefix"
+                RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "install failed: ${rc}")
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} -S "${SOURCE_DIR}/tests/install/consumer" -B "${WORK_DIR}/build"
+                        "-DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix"
+                RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "consumer configure failed: ${rc}")
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} --build "${WORK_DIR}/build" RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "consumer build failed: ${rc}")
+endif()
+execute_process(COMMAND "${WORK_DIR}/build/consumer" RESULT_VARIABLE rc OUTPUT_VARIABLE out)
+message(STATUS "consumer said: ${out}")
+if(rc)
+  message(FATAL_ERROR "consumer failed: ${rc}")
+endif()
+if(NOT out MATCHES "consumer: 42")
+  message(FATAL_ERROR "unexpected consumer output: ${out}")
+endif()
+if(NOT EXISTS "${WORK_DIR}/prefix/bin/gilkeeper")
+  message(FATAL_ERROR "the gilkeeper executable was not installed")
+endif()

@@ -1,0 +1,206 @@
+"""Python functions the tests call through the runtime."""
+import datetime
+import os
+import socket
+import sys
+import threading
+import time
+
+counter = 0
+
+
+def add(a, b):
+    return a + b
+
+
+def echo(*args, **kwargs):
+    return {"args": list(args), "kwargs": kwargs}
+
+
+def identity(x):
+    return x
+
+
+def increment():
+    """A check-then-set on shared state: racy between threads, atomic per message."""
+    global counter
+    current = counter
+    counter = current + 1
+    return counter
+
+
+def get_counter():
+    return counter
+
+
+def raise_value_error(msg):
+    raise ValueError(msg)
+
+
+def nested_raise():
+    def inner():
+        raise KeyError("missing")
+    inner()
+
+
+def with_datetime():
+    return [1, 2, {"when": datetime.datetime(2024, 1, 1)}]
+
+
+def big_int():
+    return 2 ** 70
+
+
+def make_set():
+    return {1, 2, 3}
+
+
+def non_str_key():
+    return {1: "one"}
+
+
+def surrogate():
+    return "bad \udc80 str"
+
+
+def deep(n):
+    v = []
+    for _ in range(n):
+        v = [v]
+    return v
+
+
+def cyclic():
+    a = []
+    a.append(a)
+    return a
+
+
+def special_floats():
+    return [float("nan"), float("inf"), float("-inf")]
+
+
+def tuple_and_bytearray():
+    return (1, bytearray(b"ab"), (2, 3))
+
+
+class Box:
+    def __init__(self, value):
+        self.value = value
+        self.items = []
+
+    def add(self, x):
+        self.items.append(x)
+        return len(self.items)
+
+    def total(self):
+        return sum(self.items)
+
+
+def make_box(value):
+    return Box(value)
+
+
+def box_value(box):
+    return box.value
+
+
+# -- deadlines ------------------------------------------------------------
+
+events = []
+
+
+def busy_loop():
+    while True:
+        pass
+
+
+def sleep_for(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def wait_event():
+    threading.Event().wait()
+
+
+def block_on_recv():
+    a, b = socket.socketpair()
+    try:
+        a.recv(1)
+    finally:
+        a.close()
+        b.close()
+
+
+def join_forever():
+    t = threading.Thread(target=lambda: threading.Event().wait(), daemon=True)
+    t.start()
+    t.join()
+
+
+def catch_deadline(mark):
+    """Records side effects before the deadline and in finally; none after."""
+    import gilkeeper
+    events.append(mark + ":start")
+    try:
+        while True:
+            time.sleep(0.001)
+    except gilkeeper.DeadlineExceeded:
+        events.append(mark + ":caught")
+        raise
+    finally:
+        events.append(mark + ":finally")
+
+
+def record(mark):
+    events.append(mark)
+    return len(events)
+
+
+def get_events():
+    return list(events)
+
+
+def clear_events():
+    events.clear()
+
+
+def sleep_then_record(seconds, mark):
+    time.sleep(seconds)
+    events.append(mark)
+    return mark
+
+
+def spin_native(seconds):
+    import gk_testext
+    return gk_testext.spin(seconds)
+
+
+def remaining():
+    import gilkeeper
+    return gilkeeper.remaining()
+
+
+# -- shutdown ----------------------------------------------------------------
+
+def start_never_ending_thread():
+    t = threading.Thread(target=lambda: threading.Event().wait(), name="never-ends", daemon=False)
+    t.start()
+    return t.name
+
+
+def executable_in_child():
+    import multiprocessing
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(_child_executable)
+
+
+def _child_executable():
+    import sys
+    return sys.executable
+
+
+def own_executable():
+    return sys.executable
