@@ -31,15 +31,7 @@ public:
                       const std::optional<Timeout>& stage = std::nullopt) const {
     if (stage)
       return *stage;
-    if (!target.empty()) {
-      auto t = timeouts_.targets.find(target);
-      if (t != timeouts_.targets.end())
-        return t->second;
-    }
-    auto p = timeouts_.per_type.find(type);
-    if (p != timeouts_.per_type.end())
-      return p->second;
-    return timeouts_.default_timeout;
+    return resolve_timeout(timeouts_, type, target);
   }
 
   /// `requested` if set, else the deadline from config, counted from now.

@@ -22,6 +22,7 @@
 #include "gilkeeper/interop/request.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <variant>
@@ -47,6 +48,8 @@ public:
     int s = queued;
     return state_.compare_exchange_strong(s, running, std::memory_order_acq_rel);
   }
+  /// The current state (queued, running or done).
+  int state() const noexcept { return state_.load(std::memory_order_acquire); }
   /// Claims the right to reply. Returns the state before (queued or running)
   /// or -1 when someone else already replied.
   int claim() noexcept {
@@ -80,6 +83,13 @@ struct Job {
   /// Null for fire-and-forget jobs (a Ref's release).
   std::shared_ptr<ReplySlot> slot;
 };
+
+/// How long a waiter gives a *running* request past its deadline to deliver
+/// its own (interrupted) reply, which carries the Python traceback of where
+/// the code was, before answering `deadline_exceeded` itself. A soft
+/// interrupt takes about 0.2 ms, so this keeps the caller within ~1 ms of its
+/// deadline while usually reporting where the code was stuck.
+inline constexpr std::chrono::microseconds kInterruptedReplyWait{1000};
 
 /// The error a caller gets when its deadline passes: phase `queued` when the
 /// job had not started, `soft` when it was running.

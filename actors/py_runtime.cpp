@@ -30,6 +30,7 @@ struct Pending {
   caf::response_promise promise;
   std::shared_ptr<ActorSlot> slot;
   std::string label;
+  bool extended = false;  // gave a running request kInterruptedReplyWait
 };
 
 struct py_runtime_state {
@@ -122,6 +123,12 @@ caf::behavior front(front_actor* self, std::shared_ptr<Executor> executor,
         auto i = self->state.pending.find(id);
         if (i == self->state.pending.end())
           return;
+        if (!i->second.extended && i->second.slot->state() == ReplySlot::running) {
+          // Give the interrupted call a moment to reply with its traceback.
+          i->second.extended = true;
+          self->delayed_send(self, kInterruptedReplyWait, timeout_atom::value, id);
+          return;
+        }
         int before = i->second.slot->claim();
         if (before < 0)
           return;  // the executor's reply is already on its way

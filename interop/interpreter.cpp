@@ -100,7 +100,7 @@ struct Interpreter::Impl {
   Expected<Value> result(detail::PyRef obj, bool want_ref) {
     if (!obj) {
       Error e = detail::fetch_python_error();
-      if (e.where.empty())
+      if (e.where.empty() && e.code == ErrorCode::python_exception)
         e.where = origin;
       return e;
     }
@@ -206,6 +206,11 @@ Expected<std::unique_ptr<Interpreter>> Interpreter::start(InterpreterOptions opt
       return setup_failed("cannot install the interrupt handler for signal " + std::to_string(signo));
     impl->signo = signo;
   }
+
+  // Formatting the first traceback would otherwise import `traceback`
+  // (several ms) just when a deadline error should be quick.
+  if (!import_module("traceback"))
+    PyErr_Clear();
 
   detail::PyRef main_module = import_module("__main__");
   if (!main_module)

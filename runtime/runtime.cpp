@@ -28,7 +28,7 @@ struct Runtime::Impl {
     Job job;
     job.request = std::move(request);
     job.type = std::move(type);
-    job.label = std::move(label);
+    job.label = label;
     job.deadline = deadline;
     job.slot = slot;
     executor->submit(std::move(job));

@@ -26,7 +26,9 @@ public:
   AnyReply wait(const Deadline& deadline, const std::string& label) {
     std::unique_lock<std::mutex> lk(m_);
     if (deadline.is_finite()) {
-      if (!cv_.wait_until(lk, deadline.when(), [&] { return reply_.has_value(); })) {
+      auto ready = [&] { return reply_.has_value(); };
+      if (!cv_.wait_until(lk, deadline.when(), ready)
+          && !(state() == running && cv_.wait_for(lk, kInterruptedReplyWait, ready))) {
         lk.unlock();
         int before = claim();
         if (before >= 0)

@@ -1,0 +1,57 @@
+#pragma once
+
+// JSON <-> Value, the way `gilkeeper run` reads records and writes results.
+//
+// JSON to Value (input records):
+// - object -> dict (key order kept), array -> list, string -> string,
+//   true/false -> bool, null -> null, a float -> double;
+// - an integer -> int64; an integer above INT64_MAX is a `bad_input` error
+//   naming where it sits (`input["id"]: integer 18446744073709551615 is
+//   beyond int64`); so is nesting deeper than gk::kMaxDepth.
+// - JSON has no bytes: input never produces bytes.
+//
+// Value to JSON (results):
+// - null, bool, int, string, list and dict map one to one;
+// - a finite double -> a JSON number (written so that it reads back equal);
+// - bytes -> `{"__bytes__": "<standard base64, padded>"}`;
+// - NaN or +-inf, a Ref, or nesting deeper than gk::kMaxDepth is a
+//   `conversion` error naming where it sits
+//   (`result["score"]: NaN has no JSON form`).
+//
+// All functions are pure and thread-safe.
+
+#include "gilkeeper/interop/error.hpp"
+#include "gilkeeper/interop/value.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <string_view>
+
+namespace gk::cli {
+
+/// JSON with object keys in document order.
+using Json = nlohmann::ordered_json;
+
+/// Parses one record. On success fills `json` (the parsed document) and
+/// `value`; on failure returns a `bad_input` Error (the parser's message,
+/// with the column) and leaves `json` null when the text is not JSON at all.
+Error parse_record(std::string_view text, Json& json, Value& value);
+
+/// Converts parsed JSON to a Value; `path` names the root in messages.
+/// Returns a `bad_input` Error for an integer beyond int64 or too deep nesting.
+Error json_to_value(const Json& json, Value& out, const std::string& path = "input");
+
+/// Converts a Value to JSON; `path` names the root in messages. Returns a
+/// `conversion` Error (with `where` set) for NaN/inf, a Ref, or too deep
+/// nesting.
+Error value_to_json(const Value& value, Json& out, const std::string& path = "result");
+
+/// Standard base64 (RFC 4648, with padding).
+std::string base64_encode(std::string_view data);
+
+/// Serialises JSON on one line; invalid UTF-8 (only possible in raw input
+/// text) is replaced by U+FFFD rather than failing.
+std::string dump_line(const Json& json);
+
+} // namespace gk::cli
