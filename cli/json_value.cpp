@@ -112,7 +112,6 @@ public:
   }
   bool key(string_t& k) {
     open_.back()->as_dict().emplace_back(std::move(k), Value());
-    key_pending_ = true;
     return true;
   }
   bool end_object() {
@@ -160,7 +159,6 @@ private:
       // A value in an object always follows its key.
       auto& d = parent->as_dict();
       d.back().second = std::move(v);
-      key_pending_ = false;
       last_ = &d.back().second;
     }
     return true;
@@ -182,54 +180,7 @@ private:
   // the innermost open one, and its parent no longer changes by then.
   std::vector<Value*> open_;
   Value* last_ = nullptr;
-  bool key_pending_ = false;
 };
-
-Error json_to_value_impl(const Json& json, Value& out, const std::string& path, int depth) {
-  if (depth > kMaxDepth)
-    return bad_input(path, "nesting deeper than " + std::to_string(kMaxDepth));
-  switch (json.type()) {
-    case Json::value_t::null: out = Value(); return {};
-    case Json::value_t::boolean: out = Value(json.get<bool>()); return {};
-    case Json::value_t::number_integer: out = Value(json.get<std::int64_t>()); return {};
-    case Json::value_t::number_unsigned: {
-      auto u = json.get<std::uint64_t>();
-      if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-        return bad_input(path, "integer " + std::to_string(u) + " is beyond int64");
-      out = Value(static_cast<std::int64_t>(u));
-      return {};
-    }
-    case Json::value_t::number_float: out = Value(json.get<double>()); return {};
-    case Json::value_t::string: out = Value(json.get<std::string>()); return {};
-    case Json::value_t::array: {
-      List l;
-      l.reserve(json.size());
-      for (std::size_t i = 0; i < json.size(); ++i) {
-        Value item;
-        if (Error e = json_to_value_impl(json[i], item, index_path(path, i), depth + 1))
-          return e;
-        l.push_back(std::move(item));
-      }
-      out = Value(std::move(l));
-      return {};
-    }
-    case Json::value_t::object: {
-      Dict d;
-      d.reserve(json.size());
-      for (auto& [k, v] : json.items()) {
-        Value item;
-        if (Error e = json_to_value_impl(v, item, key_path(path, k), depth + 1))
-          return e;
-        d.emplace_back(k, std::move(item));
-      }
-      out = Value(std::move(d));
-      return {};
-    }
-    case Json::value_t::binary: return bad_input(path, "binary values are not JSON");
-    case Json::value_t::discarded: return bad_input(path, "not a JSON value");
-  }
-  return bad_input(path, "not a JSON value");
-}
 
 Error value_to_json_impl(const Value& v, Json& out, const std::string& path, int depth) {
   if (depth > kMaxDepth)
@@ -285,25 +236,20 @@ Error value_to_json_impl(const Value& v, Json& out, const std::string& path, int
 
 } // namespace
 
-Error parse_record(std::string_view text, Json& json, Value& value) {
+Error parse_record(std::string_view text, Value& value) {
   ValueBuilder builder;
   bool ok = Json::sax_parse(text.begin(), text.end(), &builder);
-  if (!ok || builder.error) {
-    Error e = builder.error ? builder.error : Error(ErrorCode::bad_input, "not JSON");
-    // A value the parser accepted but gilkeeper cannot take is still JSON:
-    // keep it, so the errors file can show it as such.
-    json = Json::parse(text.begin(), text.end(), nullptr, false);
-    if (json.is_discarded())
-      json = nullptr;
-    return e;
-  }
+  if (!ok || builder.error)
+    return builder.error ? builder.error : Error(ErrorCode::bad_input, "not JSON");
   value = std::move(builder.root);
-  json = nullptr;
   return {};
 }
 
-Error json_to_value(const Json& json, Value& out, const std::string& path) {
-  return json_to_value_impl(json, out, path, 0);
+Json input_json(std::string_view text) {
+  Json json = Json::parse(text.begin(), text.end(), nullptr, false);
+  if (json.is_discarded())
+    return Json(std::string(text));
+  return json;
 }
 
 Error value_to_json(const Value& value, Json& out, const std::string& path) {

@@ -33,14 +33,14 @@ namespace gk::cli {
 /// JSON with object keys in document order.
 using Json = nlohmann::ordered_json;
 
-/// Parses one record. On success fills `json` (the parsed document) and
-/// `value`; on failure returns a `bad_input` Error (the parser's message,
-/// with the column) and leaves `json` null when the text is not JSON at all.
-Error parse_record(std::string_view text, Json& json, Value& value);
+/// Parses one record straight into a Value. Returns a `bad_input` Error for
+/// text that is not JSON (the parser's message, with the column), an integer
+/// beyond int64, or too deep nesting (both naming where they sit).
+Error parse_record(std::string_view text, Value& value);
 
-/// Converts parsed JSON to a Value; `path` names the root in messages.
-/// Returns a `bad_input` Error for an integer beyond int64 or too deep nesting.
-Error json_to_value(const Json& json, Value& out, const std::string& path = "input");
+/// How a record's input is shown in the errors file: the JSON value when
+/// the text is JSON, else the raw text as a JSON string.
+Json input_json(std::string_view text);
 
 /// Converts a Value to JSON; `path` names the root in messages. Returns a
 /// `conversion` Error (with `where` set) for NaN/inf, a Ref, or too deep

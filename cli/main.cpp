@@ -1,2 +1,53 @@
-// gilkeeper: the command line.
-int main() { return 0; }
+// gilkeeper: the command line. `gilkeeper run JOB.toml` runs a pipeline of
+// Python callables over JSONL records; `gilkeeper check JOB.toml` validates a
+// job. See docs/cli.md.
+#include "job_runner.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <string>
+
+int main(int argc, char** argv) {
+  using namespace gk::cli;
+
+  CLI::App app{"gilkeeper: run a pipeline of Python callables over JSONL records, with deadlines",
+               "gilkeeper"};
+  app.set_version_flag("--version", std::string("gilkeeper ") + GK_VERSION);
+  app.require_subcommand(1);
+
+  RunOptions run;
+  auto* run_cmd = app.add_subcommand("run", "Run a job over JSONL records");
+  run_cmd->add_option("job", run.job, "The job file (TOML)")->required();
+  run_cmd->add_option("--input", run.input, "JSONL records to read; - is stdin")->capture_default_str();
+  run_cmd->add_option("--output", run.output, "Where results go, one JSON line each; - is stdout")
+      ->capture_default_str();
+  run_cmd->add_option("--errors", run.errors,
+                      "Where failed records go (default: <output>.errors.jsonl, or "
+                      "./errors.jsonl when the output is stdout)");
+  run_cmd->add_option("--summary-json", run.summary_json, "Also write the run's summary as JSON here");
+
+  std::string check_job_path;
+  auto* check_cmd = app.add_subcommand("check", "Validate a job: its file and every stage's callable");
+  check_cmd->add_option("job", check_job_path, "The job file (TOML)")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; every other parse problem is a usage error.
+    int status = app.exit(e);
+    return status == 0 ? exit_ok : exit_usage;
+  }
+
+  try {
+    if (*run_cmd)
+      return run_job(run);
+    if (*check_cmd)
+      return check_job(check_job_path);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gilkeeper: internal error: %s\n", e.what());
+    return exit_internal;
+  }
+  return exit_usage;
+}

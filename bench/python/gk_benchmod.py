@@ -1,0 +1,40 @@
+"""Python side of the benchmarks."""
+import time
+
+caught_at = []
+
+
+def noop():
+    return None
+
+
+def identity(x):
+    return x
+
+
+def loop_until_interrupted():
+    try:
+        while True:
+            pass
+    except BaseException:
+        caught_at.append(time.monotonic())
+        raise
+
+
+def sleep_until_interrupted():
+    try:
+        time.sleep(30)
+    except BaseException:
+        caught_at.append(time.monotonic())
+        raise
+
+
+def last_caught():
+    return caught_at[-1] if caught_at else None
+
+
+def cpu(n):
+    s = 0
+    for i in range(n):
+        s += i * i
+    return s

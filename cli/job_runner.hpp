@@ -1,0 +1,48 @@
+#pragma once
+
+// The two job commands of the CLI: `gilkeeper run` and `gilkeeper check`.
+// Both return the process exit status (see ExitStatus) and report on stderr;
+// neither throws.
+
+#include <string>
+
+namespace gk::cli {
+
+/// The exit statuses of the CLI (docs/cli.md).
+enum ExitStatus : int {
+  /// Every record succeeded (`run`), every stage resolves (`check`).
+  exit_ok = 0,
+  /// A bug, an I/O failure mid-run, or a runtime that could not start.
+  exit_internal = 1,
+  /// A usage error, a bad job file, an input that cannot be opened, or a
+  /// stage whose callable does not resolve. Nothing was processed.
+  exit_usage = 2,
+  /// The run finished but some records failed (see the errors file).
+  exit_some_failed = 3,
+};
+
+/// `gilkeeper run`'s arguments.
+struct RunOptions {
+  std::string job;
+  /// "-" is stdin.
+  std::string input = "-";
+  /// "-" is stdout.
+  std::string output = "-";
+  /// Empty: `<output>.errors.jsonl`, or `./errors.jsonl` when output is stdout.
+  std::string errors;
+  /// Empty: no summary file.
+  std::string summary_json;
+};
+
+/// The errors file a run writes to when `--errors` is not given.
+std::string default_errors_path(const std::string& output);
+
+/// Runs a job over JSONL records. Single-threaded caller; starts (and shuts
+/// down) one runtime, so only one may run per process.
+int run_job(const RunOptions& options);
+
+/// Validates a job: the file parses, it has stages, and each stage's callable
+/// imports and resolves. Prints one line per stage on stdout.
+int check_job(const std::string& job);
+
+} // namespace gk::cli

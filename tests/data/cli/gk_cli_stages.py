@@ -1,0 +1,47 @@
+"""Stages for the CLI tests (tests/cli/cli_test.cpp)."""
+import time
+
+
+def identity(record):
+    return record
+
+
+def tokenize(record):
+    """Stage 1: split a record's text into words."""
+    return {"id": record["id"], "words": record["text"].split()}
+
+
+def count_words(record):
+    """Stage 2: count the words; record 13 is unlucky."""
+    if record["id"] == 13:
+        raise ValueError("unlucky record 13")
+    return {"id": record["id"], "count": len(record["words"])}
+
+
+def maybe_sleep(record):
+    """Sleeps for record["sleep"] seconds when set."""
+    time.sleep(record.get("sleep", 0))
+    return record["id"]
+
+
+def special(record):
+    """Returns what record["kind"] asks for: NaN, inf, bytes or an object."""
+    kind = record["kind"]
+    if kind == "nan":
+        return {"score": float("nan")}
+    if kind == "inf":
+        return [1.0, float("-inf")]
+    if kind == "bytes":
+        return {"raw": b"hi\x00\xff"}
+    if kind == "object":
+        return object()
+    return kind
+
+
+def say_hello(record):
+    """Prints (which must not end up among the results) and returns."""
+    print("hello from Python")
+    return record
+
+
+NOT_CALLABLE = 42
