@@ -31,6 +31,23 @@ Error from_caf_error(const caf::error& e) {
   return Error(ErrorCode::internal, "actor system error: code " + std::to_string(e.code()));
 }
 
+void announce_message_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<Value>("gk::Value");
+  cfg.add_message_type<Error>("gk::Error");
+  cfg.add_message_type<ImportRequest>("gk::ImportRequest");
+  cfg.add_message_type<CallRequest>("gk::CallRequest");
+  cfg.add_message_type<EvalRequest>("gk::EvalRequest");
+  cfg.add_message_type<ExecRequest>("gk::ExecRequest");
+  cfg.add_message_type<GetattrRequest>("gk::GetattrRequest");
+  cfg.add_message_type<ReleaseRequest>("gk::ReleaseRequest");
+  cfg.add_message_type<BatchRequest>("gk::BatchRequest");
+  cfg.add_message_type<BatchReply>("gk::BatchReply");
+  cfg.add_message_type<StatsRequest>("gk::StatsRequest");
+  cfg.add_message_type<Stats>("gk::Stats");
+  cfg.add_message_type<ShutdownRequest>("gk::ShutdownRequest");
+  cfg.add_message_type<ShutdownReport>("gk::ShutdownReport");
+}
+
 void register_error_category(caf::actor_system_config& cfg) {
   cfg.add_error_category(error_category, [](std::uint8_t code, caf::atom_value, const caf::message& ctx) {
     if (ctx.match_elements<Error>())

@@ -1,11 +1,11 @@
 #pragma once
 
-/// CAF glue for the message vocabulary: atoms, the error category, and the
-/// conversion between `gk::Error` and `caf::error`.
-///
-/// The request and reply structs (interop/request.hpp) travel inside this
-/// process as CAF messages. (Serialization across processes is the wire
-/// codec's job; inside one process CAF never serializes them.)
+/// CAF glue for the message vocabulary: atoms, the error category, the
+/// conversion between `gk::Error` and `caf::error`, and `inspect` overloads
+/// that make every request and reply serializable with CAF's binary
+/// serializer (the wire codec between a host and its worker processes, and
+/// CAF's network layer). Call `announce_message_types` on an actor system
+/// config that may serialize them.
 
 #include "gilkeeper/interop/error.hpp"
 #include "gilkeeper/interop/request.hpp"
@@ -14,6 +14,13 @@
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/error.hpp>
 #include <caf/fwd.hpp>
+#include <caf/meta/load_callback.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/none.hpp>
+#include <caf/sec.hpp>
+
+#include <cstring>
+#include <memory>
 
 namespace gk {
 
@@ -32,22 +39,202 @@ Error from_caf_error(const caf::error& e);
 /// that `to_string(caf::error)` prints gilkeeper errors readably.
 void register_error_category(caf::actor_system_config& cfg);
 
+/// Announces every request and reply type (and Value, Error) so that CAF
+/// serializes them (unannounced types serialize to nothing).
+void announce_message_types(caf::actor_system_config& cfg);
+
 using reply_atom = caf::atom_constant<caf::atom("gkreply")>;
 using timeout_atom = caf::atom_constant<caf::atom("gktimeout")>;
 
 } // namespace gk
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gk::Value)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gk::Error)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gk::ImportRequest)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gk::CallRequest)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gk::EvalRequest)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gk::ExecRequest)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gk::GetattrRequest)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gk::ReleaseRequest)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gk::BatchRequest)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gk::BatchReply)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gk::StatsRequest)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gk::Stats)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gk::ShutdownRequest)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gk::ShutdownReport)
+
+namespace gk {
+
+// -- inspect: the serialized form of the vocabulary ---------------------------
+//
+// A Deadline travels as its remaining budget and becomes a local deadline on
+// arrival. A Ref travels as (id, epoch, type name); the receiving side
+// attaches its own release function (see ProcessExecutor).
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Bytes& x) {
+  return f(caf::meta::type_name("Bytes"), x.data);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Deadline& x) {
+  std::int64_t budget = x.budget();
+  return f(caf::meta::type_name("Deadline"), budget, caf::meta::load_callback([&]() -> caf::error {
+             x = Deadline::from_budget(budget);
+             return caf::none;
+           }));
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Ref& x) {
+  std::uint64_t id = x.id();
+  std::uint64_t epoch = x.epoch();
+  std::string type_name = x.type_name();
+  return f(caf::meta::type_name("Ref"), id, epoch, type_name, caf::meta::load_callback([&]() -> caf::error {
+             x = id == 0 ? Ref()
+                         : Ref(std::make_shared<const detail::RefState>(id, epoch, std::move(type_name), nullptr));
+             return caf::none;
+           }));
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Value& x) {
+  auto name = caf::meta::type_name("Value");
+  if constexpr (Inspector::writes_state) {
+    std::uint8_t tag = 0;
+    if (auto err = f(name, tag))
+      return err;
+    auto load = [&](auto tmp) -> caf::error {
+      auto err = f(tmp);
+      x = Value(std::move(tmp));
+      return err;
+    };
+    switch (static_cast<Value::Kind>(tag)) {
+      case Value::Kind::null: x = Value(); return caf::none;
+      case Value::Kind::boolean: return load(false);
+      case Value::Kind::integer: return load(std::int64_t{0});
+      case Value::Kind::real: {
+        // CAF 0.17 packs doubles in a way that loses NaN: send the bits.
+        std::uint64_t bits = 0;
+        auto err = f(bits);
+        double d;
+        std::memcpy(&d, &bits, sizeof d);
+        x = Value(d);
+        return err;
+      }
+      case Value::Kind::string: return load(std::string());
+      case Value::Kind::bytes: return load(Bytes{});
+      case Value::Kind::list: return load(List{});
+      case Value::Kind::dict: return load(Dict{});
+      case Value::Kind::ref: return load(Ref{});
+    }
+    return caf::make_error(caf::sec::invalid_argument);
+  } else {
+    auto tag = static_cast<std::uint8_t>(x.kind());
+    switch (x.kind()) {
+      case Value::Kind::null: return f(name, tag);
+      case Value::Kind::boolean: { bool b = x.as_bool(); return f(name, tag, b); }
+      case Value::Kind::integer: { std::int64_t i = x.as_int(); return f(name, tag, i); }
+      case Value::Kind::real: {
+        double d = x.as_double();
+        std::uint64_t bits;
+        std::memcpy(&bits, &d, sizeof bits);
+        return f(name, tag, bits);
+      }
+      case Value::Kind::string: return f(name, tag, std::get<std::string>(x.data()));
+      case Value::Kind::bytes: return f(name, tag, std::get<Bytes>(x.data()));
+      case Value::Kind::list: return f(name, tag, x.as_list());
+      case Value::Kind::dict: return f(name, tag, x.as_dict());
+      case Value::Kind::ref: return f(name, tag, std::get<Ref>(x.data()));
+    }
+    return f(name, tag);
+  }
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Error& x) {
+  auto code = static_cast<std::uint8_t>(x.code);
+  auto phase = static_cast<std::uint8_t>(x.phase);
+  return f(caf::meta::type_name("Error"), code, phase, x.message, x.type, x.traceback, x.where, x.signal,
+           x.exit_status, caf::meta::load_callback([&]() -> caf::error {
+             x.code = static_cast<ErrorCode>(code);
+             x.phase = static_cast<DeadlinePhase>(phase);
+             return caf::none;
+           }));
+}
+
+template <class Inspector, class T>
+typename Inspector::result_type inspect(Inspector& f, Expected<T>& x) {
+  bool ok = x.has_value();
+  T value = ok ? *x : T{};
+  Error error = ok ? Error{} : x.error();
+  return f(caf::meta::type_name("Expected"), ok, value, error, caf::meta::load_callback([&]() -> caf::error {
+             x = ok ? Expected<T>(std::move(value)) : Expected<T>(std::move(error));
+             return caf::none;
+           }));
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ImportRequest& x) {
+  return f(caf::meta::type_name("ImportRequest"), x.module, x.deadline);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, CallRequest& x) {
+  return f(caf::meta::type_name("CallRequest"), x.target, x.args, x.kwargs, x.want_ref, x.self, x.deadline);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, EvalRequest& x) {
+  return f(caf::meta::type_name("EvalRequest"), x.expression, x.want_ref, x.deadline);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ExecRequest& x) {
+  return f(caf::meta::type_name("ExecRequest"), x.code, x.deadline);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, GetattrRequest& x) {
+  return f(caf::meta::type_name("GetattrRequest"), x.target, x.object, x.want_ref, x.deadline);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ReleaseRequest& x) {
+  return f(caf::meta::type_name("ReleaseRequest"), x.id, x.epoch);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, BatchRequest& x) {
+  return f(caf::meta::type_name("BatchRequest"), x.calls, x.deadline);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, BatchReply& x) {
+  return f(caf::meta::type_name("BatchReply"), x.results);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, StatsRequest&) {
+  return f(caf::meta::type_name("StatsRequest"));
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, TypeStats& x) {
+  return f(caf::meta::type_name("TypeStats"), x.type, x.calls, x.errors, x.missed_queued, x.missed_soft,
+           x.missed_hard, x.queue_p50_us, x.queue_p99_us, x.run_p50_us, x.run_p99_us);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Stats& x) {
+  return f(caf::meta::type_name("Stats"), x.types, x.live_refs, x.queued, x.wedged, x.wedged_count, x.restarts,
+           x.restarts_by_cause, x.workers, x.rss_bytes, x.capability_denials, x.isolation, x.python_version,
+           x.gil_enabled);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ShutdownRequest& x) {
+  std::int64_t grace = x.grace.count();
+  return f(caf::meta::type_name("ShutdownRequest"), grace, caf::meta::load_callback([&]() -> caf::error {
+             x.grace = Deadline::duration{grace};
+             return caf::none;
+           }));
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, LeakedRef& x) {
+  return f(caf::meta::type_name("LeakedRef"), x.id, x.type_name, x.origin);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ShutdownReport& x) {
+  return f(caf::meta::type_name("ShutdownReport"), x.finalized, x.leaked_refs, x.message);
+}
+
+} // namespace gk

@@ -68,7 +68,7 @@ std::unique_ptr<Runtime> start_runtime(const Config& job) {
 std::string describe(const Error& e) {
   if (e.code == ErrorCode::python_exception && !e.type.empty())
     return e.type + ": " + e.message;
-  return e.to_string();
+  return std::string(to_string(e.code)) + ": " + e.message;
 }
 
 // Imports a stage's module and resolves its callable, without calling it.
@@ -87,8 +87,8 @@ Error resolve_stage(Runtime& rt, const StageConfig& stage) {
   if (!callable)
     return callable.error();
   if (!callable->is_bool() || !callable->as_bool()) {
-    std::string type = object->is_ref() ? object->as_ref().type_name() : "value";
-    Error e(ErrorCode::bad_request, stage.call + " is a " + type + ", not a callable");
+    std::string type = object->is_ref() ? object->as_ref().type_name() : "?";
+    Error e(ErrorCode::bad_request, stage.call + " is not callable (its type is " + type + ")");
     e.where = stage.call;
     return e;
   }
@@ -236,8 +236,8 @@ public:
   void print_summary() const {
     double secs = elapsed_seconds();
     double rate = secs > 0 ? static_cast<double>(records_) / secs : 0.0;
-    std::fprintf(stderr, "gilkeeper: %llu records in %.3f s (%.0f records/s): %llu ok, %llu failed\n",
-                 ull(records_), secs, rate, ull(ok_), ull(failed_));
+    std::fprintf(stderr, "gilkeeper: %llu %s in %.3f s (%.0f records/s): %llu ok, %llu failed\n",
+                 ull(records_), records_ == 1 ? "record" : "records", secs, rate, ull(ok_), ull(failed_));
     if (!by_code_.empty()) {
       std::string codes;
       for (auto& [code, n] : by_code_)
@@ -287,20 +287,20 @@ private:
   void process_record(std::uint64_t line, std::string_view text) {
     Value value;
     if (Error e = parse_record(text, value)) {
-      fail(line, text, e, "");
+      fail(line, text, e, "", false);
       return;
     }
     for (std::size_t i = 0; i < job_.stages.size(); ++i) {
       auto result = call_stage(i, std::move(value));
       if (!result) {
-        fail(line, text, result.error(), job_.stages[i].name);
+        fail(line, text, result.error(), job_.stages[i].name, true);
         return;
       }
       value = std::move(*result);
     }
     Json json;
     if (Error e = value_to_json(value, json)) {
-      fail(line, text, e, job_.stages.back().name);
+      fail(line, text, e, job_.stages.back().name, true);
       return;
     }
     Json out = Json::object();
@@ -332,7 +332,9 @@ private:
     }
   }
 
-  void fail(std::uint64_t line, std::string_view text, const Error& e, const std::string& stage) {
+  // Writes a failed record to the errors file; `parsed` when its text is JSON.
+  void fail(std::uint64_t line, std::string_view text, const Error& e, const std::string& stage,
+            bool parsed) {
     Json error = Json::object();
     error["code"] = to_string(e.code);
     error["phase"] = to_string(e.phase);
@@ -340,11 +342,10 @@ private:
     error["type"] = e.type;
     error["message"] = e.message;
     error["traceback"] = e.traceback;
-    Json out = Json::object();
-    out["line"] = line;
-    out["input"] = input_json(text);
-    out["error"] = std::move(error);
-    errors_.write_line(dump_line(out));
+    // Assembled by hand so that the input appears verbatim.
+    errors_.write_line("{\"line\":" + std::to_string(line)
+                       + ",\"input\":" + input_json_text(text, parsed)
+                       + ",\"error\":" + dump_line(error) + "}");
     ++failed_;
     ++by_code_[to_string(e.code)];
   }

@@ -129,9 +129,14 @@ public:
     open_.pop_back();
     return true;
   }
-  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& ex) {
-    if (!error)
-      error = Error(ErrorCode::bad_input, parser_message(ex.what()));
+  bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& ex) {
+    if (!error) {
+      std::string message = parser_message(ex.what());
+      // Only syntax errors say where they are; a number overflow does not.
+      if (message.find("column ") == std::string::npos)
+        message += " (at column " + std::to_string(position) + ")";
+      error = Error(ErrorCode::bad_input, std::move(message));
+    }
     return false;
   }
 
@@ -245,11 +250,18 @@ Error parse_record(std::string_view text, Value& value) {
   return {};
 }
 
-Json input_json(std::string_view text) {
-  Json json = Json::parse(text.begin(), text.end(), nullptr, false);
-  if (json.is_discarded())
-    return Json(std::string(text));
-  return json;
+std::string input_json_text(std::string_view text, bool known_json) {
+  std::string_view trimmed = text;
+  if (trimmed.substr(0, 3) == "\xEF\xBB\xBF")
+    trimmed.remove_prefix(3);
+  auto first = trimmed.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos)
+    trimmed = {};
+  else
+    trimmed = trimmed.substr(first, trimmed.find_last_not_of(" \t\r\n") - first + 1);
+  if (!trimmed.empty() && (known_json || Json::accept(trimmed.begin(), trimmed.end())))
+    return std::string(trimmed);
+  return dump_line(Json(std::string(text)));
 }
 
 Error value_to_json(const Value& value, Json& out, const std::string& path) {

@@ -38,9 +38,12 @@ using Json = nlohmann::ordered_json;
 /// beyond int64, or too deep nesting (both naming where they sit).
 Error parse_record(std::string_view text, Value& value);
 
-/// How a record's input is shown in the errors file: the JSON value when
-/// the text is JSON, else the raw text as a JSON string.
-Json input_json(std::string_view text);
+/// How a record's input is shown in the errors file, as JSON text: the
+/// record's own text, verbatim (without surrounding whitespace or a byte
+/// order mark), when it is JSON; else the raw text as a JSON string.
+/// Verbatim keeps what no parsed form can: integers beyond int64, number
+/// spellings, duplicate keys. `known_json` skips the check.
+std::string input_json_text(std::string_view text, bool known_json = false);
 
 /// Converts a Value to JSON; `path` names the root in messages. Returns a
 /// `conversion` Error (with `where` set) for NaN/inf, a Ref, or too deep

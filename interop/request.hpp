@@ -110,6 +110,10 @@ struct Stats {
   bool wedged = false;           ///< stuck in native code past grace
   std::uint64_t wedged_count = 0;   ///< times the runtime became wedged
   std::uint64_t restarts = 0;       ///< interpreters replaced (process isolation)
+  /// Replacements by cause: "crashed", "hard_deadline", "max_calls",
+  /// "max_memory", "failed_start" (process isolation).
+  std::vector<std::pair<std::string, std::uint64_t>> restarts_by_cause;
+  std::uint64_t workers = 1;        ///< interpreters serving requests now
   std::uint64_t rss_bytes = 0;      ///< resident memory of the interpreter's process
   std::uint64_t capability_denials = 0;
   std::string isolation;         ///< "thread" or "process"

@@ -66,6 +66,7 @@ Runtime::Runtime(Config config) : impl_(std::make_unique<Impl>()) {
   impl.caf_config = std::make_unique<caf::actor_system_config>();
   impl.caf_config->set("scheduler.max-threads", static_cast<std::size_t>(impl.config.runtime.scheduler_threads));
   register_error_category(*impl.caf_config);
+  announce_message_types(*impl.caf_config);
   auto ex = start_thread_executor(impl.config);
   if (!ex)
     throw RuntimeStartError(ex.error());

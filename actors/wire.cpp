@@ -1,0 +1,290 @@
+#include "gilkeeper/actors/wire.hpp"
+#include "gilkeeper/actors/messages.hpp"
+
+#include <caf/binary_deserializer.hpp>
+#include <caf/binary_serializer.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <unistd.h>
+
+namespace gk {
+
+// Config parts a worker needs (in namespace gk for ADL).
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, LimitsConfig& x) {
+  // CAF 0.17 has no std::optional: -1 stands for "unset".
+  auto out = [](const std::optional<std::uint64_t>& o) { return o ? static_cast<std::int64_t>(*o) : -1; };
+  auto in = [](std::int64_t v) { return v < 0 ? std::optional<std::uint64_t>() : std::optional<std::uint64_t>(v); };
+  std::int64_t as = out(x.address_space), cpu = out(x.cpu_seconds), files = out(x.open_files),
+               procs = out(x.processes);
+  return f(caf::meta::type_name("LimitsConfig"), as, cpu, files, procs, x.core_dumps,
+           caf::meta::load_callback([&]() -> caf::error {
+             x.address_space = in(as);
+             x.cpu_seconds = in(cpu);
+             x.open_files = in(files);
+             x.processes = in(procs);
+             return caf::none;
+           }));
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, CapabilitiesConfig& x) {
+  auto native = static_cast<std::uint8_t>(x.native_extensions);
+  auto network = static_cast<std::uint8_t>(x.network);
+  return f(caf::meta::type_name("CapabilitiesConfig"), x.configured, x.profile, x.allow_modules, x.deny_modules,
+           native, x.allow_native, x.fork, x.subprocess, network, x.write_paths, x.write_paths_set,
+           caf::meta::load_callback([&]() -> caf::error {
+             x.native_extensions = static_cast<NativePolicy>(native);
+             x.network = static_cast<NetworkPolicy>(network);
+             return caf::none;
+           }));
+}
+
+namespace wire {
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, WorkerSetup& x) {
+  return f(caf::meta::type_name("WorkerSetup"), x.python_path, x.executable, x.interrupt_signal, x.epoch,
+           x.grace_ns, x.shutdown_grace_ns, x.limits, x.capabilities);
+}
+
+WorkerSetup make_setup(const Config& config, std::uint64_t epoch) {
+  WorkerSetup s;
+  s.python_path = config.python.path;
+  s.executable = config.python.executable;
+  s.interrupt_signal = config.runtime.interrupt_signal ? *config.runtime.interrupt_signal : -1;
+  s.epoch = epoch;
+  s.grace_ns = config.timeouts.grace.count();
+  s.shutdown_grace_ns = config.runtime.shutdown_grace.count();
+  s.limits = config.runtime.limits;
+  s.capabilities = config.capabilities;
+  return s;
+}
+
+Config config_from_setup(const WorkerSetup& s) {
+  Config c;
+  c.python.path = s.python_path;
+  c.python.executable = s.executable;
+  if (s.interrupt_signal < 0)
+    c.runtime.interrupt_signal.reset();
+  else
+    c.runtime.interrupt_signal = s.interrupt_signal;
+  // The host kills a worker `grace` after a deadline; the worker must not
+  // declare itself wedged first.
+  c.timeouts.grace = std::chrono::nanoseconds(s.grace_ns) + std::chrono::hours(24);
+  c.runtime.shutdown_grace = std::chrono::nanoseconds(s.shutdown_grace_ns);
+  c.runtime.limits = s.limits;
+  c.capabilities = s.capabilities;
+  return c;
+}
+
+namespace {
+
+// Serializes a frame body behind a 4-byte length placeholder.
+template <class... Ts>
+std::vector<char> frame(FrameKind kind, Ts&... xs) {
+  std::vector<char> buf(4, 0);
+  caf::binary_serializer sink(nullptr, buf);
+  auto k = static_cast<std::uint8_t>(kind);
+  if (auto err = sink(k, xs...))
+    throw std::logic_error("wire: cannot serialize a frame");
+  auto n = static_cast<std::uint32_t>(buf.size() - 4);
+  for (int i = 0; i < 4; ++i)
+    buf[static_cast<std::size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
+  return buf;
+}
+
+Error protocol_error(const std::string& what) {
+  return Error(ErrorCode::bad_request, "wire: " + what);
+}
+
+template <class Variant, std::size_t I = 0>
+caf::error load_alternative(caf::binary_deserializer& src, std::uint8_t index, Variant& out) {
+  if constexpr (I < std::variant_size_v<Variant>) {
+    if (index == I) {
+      std::variant_alternative_t<I, Variant> x;
+      auto err = src(x);
+      out = std::move(x);
+      return err;
+    }
+    return load_alternative<Variant, I + 1>(src, index, out);
+  } else {
+    return caf::make_error(caf::sec::invalid_argument);
+  }
+}
+
+template <class Variant>
+std::vector<char> frame_variant(FrameKind kind, std::uint64_t id, const Variant& v) {
+  auto index = static_cast<std::uint8_t>(v.index());
+  return std::visit(
+      [&](const auto& alt) {
+        auto copy = alt;  // inspect takes non-const references
+        return frame(kind, id, index, copy);
+      },
+      v);
+}
+
+} // namespace
+
+std::vector<char> encode_hello(const WorkerSetup& setup) {
+  auto copy = setup;
+  return frame(FrameKind::hello, copy);
+}
+
+std::vector<char> encode_ready(const Error& error, std::int32_t pid) {
+  auto copy = error;
+  return frame(FrameKind::ready, copy, pid);
+}
+
+std::vector<char> encode_request(std::uint64_t id, const AnyRequest& request) {
+  return frame_variant(FrameKind::request, id, request);
+}
+
+std::vector<char> encode_reply(std::uint64_t id, const AnyReply& reply) {
+  return frame_variant(FrameKind::reply, id, reply);
+}
+
+std::vector<char> encode_goodbye() {
+  return frame(FrameKind::goodbye);
+}
+
+Expected<Frame> decode(const char* data, std::size_t size) {
+  caf::binary_deserializer src(nullptr, data, size);
+  Frame out;
+  std::uint8_t kind = 0;
+  if (src(kind))
+    return protocol_error("empty frame");
+  out.kind = static_cast<FrameKind>(kind);
+  caf::error err;
+  switch (out.kind) {
+    case FrameKind::hello: {
+      WorkerSetup s;
+      err = src(s);
+      out.setup = std::move(s);
+      break;
+    }
+    case FrameKind::ready:
+      err = src(out.error, out.pid);
+      break;
+    case FrameKind::request: {
+      std::uint8_t index = 0;
+      err = src(out.id, index);
+      AnyRequest r;
+      if (!err)
+        err = load_alternative(src, index, r);
+      out.request = std::move(r);
+      break;
+    }
+    case FrameKind::reply: {
+      std::uint8_t index = 0;
+      err = src(out.id, index);
+      AnyReply r;
+      if (!err)
+        err = load_alternative(src, index, r);
+      out.reply = std::move(r);
+      break;
+    }
+    case FrameKind::goodbye:
+      break;
+    default:
+      return protocol_error("unknown frame kind " + std::to_string(kind));
+  }
+  if (err)
+    return protocol_error("malformed frame of kind " + std::to_string(kind));
+  if (src.remaining() != 0)
+    return protocol_error("trailing bytes in frame of kind " + std::to_string(kind));
+  return out;
+}
+
+bool write_all(int fd, const char* data, std::size_t size) {
+  while (size > 0) {
+    ssize_t n = ::write(fd, data, size);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return false;
+    }
+    data += n;
+    size -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+namespace {
+bool read_exact(int fd, char* data, std::size_t size) {
+  while (size > 0) {
+    ssize_t n = ::read(fd, data, size);
+    if (n == 0)
+      return false;
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return false;
+    }
+    data += n;
+    size -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
+} // namespace
+
+std::optional<std::vector<char>> read_frame(int fd) {
+  unsigned char len[4];
+  if (!read_exact(fd, reinterpret_cast<char*>(len), 4))
+    return std::nullopt;
+  std::uint32_t n = len[0] | (len[1] << 8) | (len[2] << 16) | (static_cast<std::uint32_t>(len[3]) << 24);
+  if (n > kMaxFrame)
+    return std::nullopt;
+  std::vector<char> body(n);
+  if (!read_exact(fd, body.data(), n))
+    return std::nullopt;
+  return body;
+}
+
+bool FrameReader::fill(int fd) {
+  char chunk[65536];
+  for (;;) {
+    ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n > 0) {
+      buf_.insert(buf_.end(), chunk, chunk + n);
+      if (static_cast<std::size_t>(n) < sizeof chunk)
+        return true;
+      continue;
+    }
+    if (n == 0)
+      return false;
+    if (errno == EINTR)
+      continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK;
+  }
+}
+
+std::optional<std::vector<char>> FrameReader::next() {
+  std::size_t avail = buf_.size() - start_;
+  if (avail < 4)
+    return std::nullopt;
+  auto* p = reinterpret_cast<const unsigned char*>(buf_.data() + start_);
+  std::uint32_t n = p[0] | (p[1] << 8) | (p[2] << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
+  if (n > kMaxFrame) {
+    corrupt_ = true;
+    return std::nullopt;
+  }
+  if (avail < 4 + static_cast<std::size_t>(n))
+    return std::nullopt;
+  std::vector<char> body(buf_.begin() + static_cast<long>(start_ + 4),
+                         buf_.begin() + static_cast<long>(start_ + 4 + n));
+  start_ += 4 + n;
+  if (start_ == buf_.size()) {
+    buf_.clear();
+    start_ = 0;
+  } else if (start_ > (1u << 20)) {
+    buf_.erase(buf_.begin(), buf_.begin() + static_cast<long>(start_));
+    start_ = 0;
+  }
+  return body;
+}
+
+} // namespace wire
+} // namespace gk

@@ -1,0 +1,94 @@
+#pragma once
+
+/// The wire codec between a host and its worker processes.
+///
+/// A frame is a 4-byte little-endian length followed by that many bytes,
+/// written by CAF's binary serializer: a kind byte, then the body. Bodies
+/// are the same request and reply types the actors use (see the `inspect`
+/// overloads in actors/messages.hpp). A Deadline travels as its remaining
+/// budget and becomes a local deadline when decoded.
+
+#include "gilkeeper/actors/executor.hpp"
+#include "gilkeeper/config/config.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gk::wire {
+
+/// Largest frame accepted (a bigger length is a protocol error).
+inline constexpr std::uint32_t kMaxFrame = 1u << 30;
+
+enum class FrameKind : std::uint8_t {
+  hello = 1,    ///< host -> worker: WorkerSetup
+  ready = 2,    ///< worker -> host: Error (code none when ready), pid
+  request = 3,  ///< host -> worker: id, AnyRequest
+  reply = 4,    ///< worker -> host: id, AnyReply
+  goodbye = 5,  ///< host -> worker: finish and exit
+};
+
+/// What a worker needs to start its interpreter.
+struct WorkerSetup {
+  std::vector<std::string> python_path;
+  std::string executable;
+  std::int32_t interrupt_signal = 2;  ///< -1 for none
+  std::uint64_t epoch = 0;            ///< stamped on the worker's Refs
+  std::int64_t grace_ns = 0;
+  std::int64_t shutdown_grace_ns = 0;
+  LimitsConfig limits;
+  CapabilitiesConfig capabilities;
+};
+
+WorkerSetup make_setup(const Config& config, std::uint64_t epoch);
+/// The Config a worker runs its executor with.
+Config config_from_setup(const WorkerSetup& setup);
+
+/// A decoded frame; which members are set depends on `kind`.
+struct Frame {
+  FrameKind kind{};
+  std::uint64_t id = 0;
+  std::optional<WorkerSetup> setup;
+  std::optional<AnyRequest> request;
+  std::optional<AnyReply> reply;
+  Error error;          ///< ready
+  std::int32_t pid = 0; ///< ready
+};
+
+/// Encoders: the whole frame including its length prefix.
+std::vector<char> encode_hello(const WorkerSetup& setup);
+std::vector<char> encode_ready(const Error& error, std::int32_t pid);
+std::vector<char> encode_request(std::uint64_t id, const AnyRequest& request);
+std::vector<char> encode_reply(std::uint64_t id, const AnyReply& reply);
+std::vector<char> encode_goodbye();
+
+/// Decodes a frame body (without the length prefix). Errors: bad_request
+/// naming what could not be read.
+Expected<Frame> decode(const char* data, std::size_t size);
+
+/// Writes a whole buffer to a blocking fd (retries on EINTR and short
+/// writes). False on error (errno set).
+bool write_all(int fd, const char* data, std::size_t size);
+
+/// Reads one whole frame body from a blocking fd. nullopt on EOF or error.
+std::optional<std::vector<char>> read_frame(int fd);
+
+/// Accumulates bytes from a non-blocking fd and yields whole frame bodies.
+class FrameReader {
+public:
+  /// Reads what is available. Returns false on EOF or a hard error (then
+  /// the peer is gone), true otherwise.
+  bool fill(int fd);
+  /// The next complete frame body, if any.
+  std::optional<std::vector<char>> next();
+  /// True when the stream announced a frame larger than kMaxFrame.
+  bool corrupt() const noexcept { return corrupt_; }
+
+private:
+  std::vector<char> buf_;
+  std::size_t start_ = 0;
+  bool corrupt_ = false;
+};
+
+} // namespace gk::wire
