@@ -47,8 +47,9 @@ bool is_error(const AnyReply& r) {
 
 class ThreadExecutor final : public Executor, public std::enable_shared_from_this<ThreadExecutor> {
 public:
-  explicit ThreadExecutor(const Config& config)
-    : config_(config), grace_(config.timeouts.grace), shutdown_grace_(config.runtime.shutdown_grace) {}
+  ThreadExecutor(const Config& config, ThreadExecutorOptions options)
+    : config_(config), options_(options), grace_(config.timeouts.grace),
+      shutdown_grace_(config.runtime.shutdown_grace) {}
 
   ~ThreadExecutor() override {
     shutdown(shutdown_grace_);
@@ -133,8 +134,10 @@ private:
     options.python_path = config_.python.path;
     options.executable = config_.python.executable;
     options.interrupt_signal = config_.runtime.interrupt_signal;
+    options.epoch = options_.epoch;
     std::weak_ptr<ThreadExecutor> weak = self;
-    options.release_ref = [weak](std::uint64_t id, std::uint64_t epoch) {
+    if (!options_.host_owned_refs)
+      options.release_ref = [weak](std::uint64_t id, std::uint64_t epoch) {
       if (auto ex = weak.lock()) {
         Job job;
         job.request = ReleaseRequest{id, epoch};
@@ -392,6 +395,7 @@ private:
   }
 
   Config config_;
+  ThreadExecutorOptions options_;
   std::chrono::nanoseconds grace_;
   std::chrono::nanoseconds shutdown_grace_;
   std::unique_ptr<Interpreter> interp_;
@@ -429,8 +433,9 @@ private:
 
 } // namespace
 
-Expected<std::shared_ptr<Executor>> start_thread_executor(const Config& config) {
-  auto ex = std::make_shared<ThreadExecutor>(config);
+Expected<std::shared_ptr<Executor>> start_thread_executor(const Config& config,
+                                                          ThreadExecutorOptions options) {
+  auto ex = std::make_shared<ThreadExecutor>(config, options);
   if (Error e = ex->start())
     return e;
   return std::shared_ptr<Executor>(std::move(ex));

@@ -111,9 +111,34 @@ public:
   virtual ShutdownReport shutdown(std::chrono::nanoseconds grace) = 0;
 };
 
+/// Options of the thread executor beyond the config.
+struct ThreadExecutorOptions {
+  /// The epoch stamped on Refs (0: a fresh one).
+  std::uint64_t epoch = 0;
+  /// True in a worker process: Refs made here belong to the host, which
+  /// releases them with `release` requests; dropping the local copy (after
+  /// sending it) must not release the object.
+  bool host_owned_refs = false;
+};
+
 /// Starts the thread executor: a dedicated thread initialises Python
 /// (becoming Python's main thread) and serves jobs in order. Fails when the
 /// interpreter cannot start (e.g. another one is alive in this process).
-Expected<std::shared_ptr<Executor>> start_thread_executor(const Config& config);
+Expected<std::shared_ptr<Executor>> start_thread_executor(const Config& config,
+                                                          ThreadExecutorOptions options = {});
+
+/// Starts the process executor: `runtime.workers` child processes (plus a
+/// warm spare when `runtime.spare`), each running the same request loop in
+/// its own interpreter. Calls stuck past `deadline + grace` are killed with
+/// their process group and the call fails with `deadline_exceeded` / `hard`;
+/// crashed children fail their call with `worker_crashed` and are replaced;
+/// every child is reaped. Fails when the worker program cannot be found or
+/// the first worker cannot start.
+Expected<std::shared_ptr<Executor>> start_process_executor(const Config& config);
+
+/// The program started as a worker: `$GILKEEPER_WORKER`, else the
+/// `gilkeeper` executable next to the library or in `../bin`.
+/// Empty when none is found.
+std::string find_worker_executable();
 
 } // namespace gk

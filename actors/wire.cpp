@@ -6,6 +6,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 namespace gk {
@@ -200,10 +202,17 @@ Expected<Frame> decode(const char* data, std::size_t size) {
 
 bool write_all(int fd, const char* data, std::size_t size) {
   while (size > 0) {
-    ssize_t n = ::write(fd, data, size);
+    // MSG_NOSIGNAL: a dead peer is an error here, never a SIGPIPE.
+    ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR)
         continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        pollfd p{fd, POLLOUT, 0};
+        if (::poll(&p, 1, -1) < 0 && errno != EINTR)
+          return false;
+        continue;
+      }
       return false;
     }
     data += n;

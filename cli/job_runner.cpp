@@ -133,8 +133,8 @@ public:
         return false;
       }
     }
-    buffer_.resize(1 << 16);
-    std::setvbuf(file_, buffer_.data(), _IOFBF, buffer_.size());
+    // stdio allocates (and keeps) the buffer: stdout outlives this object.
+    std::setvbuf(file_, nullptr, _IOFBF, 1 << 16);
     return true;
   }
 
@@ -163,12 +163,35 @@ private:
   std::FILE* file_ = nullptr;
   bool owned_ = false;
   std::string path_;
-  std::vector<char> buffer_;
   std::uint64_t lines_ = 0;
 };
 
 bool is_blank(std::string_view text) {
   return text.find_first_not_of(" \t\r\n") == std::string_view::npos;
+}
+
+// True (with a message) when two of the files a run reads and writes are the
+// same file: writing would destroy the input or interleave two outputs.
+bool same_files(const RunOptions& options, const std::string& errors_path) {
+  std::vector<std::pair<std::string, std::string>> files = {
+      {"--input", options.input}, {"--output", options.output}, {"--errors", errors_path},
+      {"--summary-json", options.summary_json}};
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    for (std::size_t j = i + 1; j < files.size(); ++j) {
+      auto& [name_a, a] = files[i];
+      auto& [name_b, b] = files[j];
+      if (a.empty() || b.empty() || a == "-" || b == "-")
+        continue;
+      std::error_code ec_a, ec_b;
+      auto pa = std::filesystem::weakly_canonical(a, ec_a);
+      auto pb = std::filesystem::weakly_canonical(b, ec_b);
+      if (!ec_a && !ec_b && pa == pb) {
+        say(name_a + " and " + name_b + " are the same file: " + a);
+        return true;
+      }
+    }
+  }
+  return false;
 }
 
 std::string absolute(const std::string& path) {
@@ -391,6 +414,10 @@ int run_job(const RunOptions& options) {
   if (!load_job(options.job, job))
     return exit_usage;
 
+  std::string errors_path = options.errors.empty() ? default_errors_path(options.output) : options.errors;
+  if (same_files(options, errors_path))
+    return exit_usage;
+
   std::FILE* input = stdin;
   if (options.input != "-") {
     input = std::fopen(options.input.c_str(), "r");
@@ -424,7 +451,6 @@ int run_job(const RunOptions& options) {
   }
 
   LineFile output, errors, summary;
-  std::string errors_path = options.errors.empty() ? default_errors_path(options.output) : options.errors;
   if (!output.open(options.output, "output") || !errors.open(errors_path, "errors")
       || (!options.summary_json.empty() && !summary.open(options.summary_json, "summary"))) {
     stop_runtime(rt, exit_usage);

@@ -5,9 +5,12 @@
 // JSON to Value (input records):
 // - object -> dict (key order kept), array -> list, string -> string,
 //   true/false -> bool, null -> null, a float -> double;
-// - an integer -> int64; an integer above INT64_MAX is a `bad_input` error
+// - an integer -> int64; an integer outside int64 is a `bad_input` error
 //   naming where it sits (`input["id"]: integer 18446744073709551615 is
-//   beyond int64`); so is nesting deeper than gk::kMaxDepth.
+//   beyond int64`); so are a number too large for a double (`1e400`) and
+//   nesting deeper than gk::kMaxDepth;
+// - duplicate keys: the last value wins, at the first key's position (as
+//   Python's json.loads does);
 // - JSON has no bytes: input never produces bytes.
 //
 // Value to JSON (results):

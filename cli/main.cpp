@@ -1,6 +1,9 @@
 // gilkeeper: the command line. `gilkeeper run JOB.toml` runs a pipeline of
 // Python callables over JSONL records; `gilkeeper check JOB.toml` validates a
 // job. See docs/cli.md.
+#include "gilkeeper/actors/worker.hpp"
+#include <cstdio>
+#include <cstdlib>
 #include "job_runner.hpp"
 
 #include <CLI/CLI.hpp>
@@ -11,6 +14,23 @@
 
 int main(int argc, char** argv) {
   using namespace gk::cli;
+
+  // A worker process of a runtime with process isolation (internal).
+  if (argc >= 2 && std::string(argv[1]) == "worker") {
+    int fd = -1, parent = 0;
+    for (int i = 2; i + 1 < argc; i += 2) {
+      std::string flag = argv[i];
+      if (flag == "--fd")
+        fd = std::atoi(argv[i + 1]);
+      else if (flag == "--parent")
+        parent = std::atoi(argv[i + 1]);
+    }
+    if (fd < 0) {
+      std::fprintf(stderr, "gilkeeper worker: --fd is required (this mode is started by a runtime)\n");
+      return 2;
+    }
+    return gk::run_worker(fd, parent);
+  }
 
   CLI::App app{"gilkeeper: run a pipeline of Python callables over JSONL records, with deadlines",
                "gilkeeper"};

@@ -166,7 +166,7 @@ Expected<std::unique_ptr<Interpreter>> Interpreter::start(InterpreterOptions opt
 
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
-  impl->table.set_epoch(++g_epochs);
+  impl->table.set_epoch(impl->options.epoch != 0 ? impl->options.epoch : ++g_epochs);
 
   auto setup_failed = [&](const std::string& what) {
     Error e = PyErr_Occurred() ? detail::fetch_python_error() : internal_error(what);

@@ -39,6 +39,10 @@ struct InterpreterOptions {
   /// Called (on any thread) when the last copy of a Ref made by this
   /// interpreter goes away. Must not block.
   std::function<void(std::uint64_t id, std::uint64_t epoch)> release_ref;
+  /// The epoch stamped on this interpreter's Refs; 0 picks a fresh one
+  /// (a worker process gets its epoch from the host, so that Refs of
+  /// different workers never collide).
+  std::uint64_t epoch = 0;
 };
 
 /// The interpreter. Not copyable. Thread-safety: owner thread only, except

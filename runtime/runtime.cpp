@@ -57,17 +57,14 @@ Expected<Ref> to_ref(Expected<Value> v) {
 
 Runtime::Runtime(Config config) : impl_(std::make_unique<Impl>()) {
   auto& impl = *impl_;
-  if (config.runtime.isolation != Isolation::thread)
-    throw RuntimeStartError(Error(ErrorCode::bad_request,
-                                  "runtime.isolation = \"process\" is not available in this build; "
-                                  "use \"thread\""));
   impl.config = std::move(config);
   impl.policy = std::make_shared<DeadlinePolicy>(impl.config.timeouts);
   impl.caf_config = std::make_unique<caf::actor_system_config>();
   impl.caf_config->set("scheduler.max-threads", static_cast<std::size_t>(impl.config.runtime.scheduler_threads));
   register_error_category(*impl.caf_config);
   announce_message_types(*impl.caf_config);
-  auto ex = start_thread_executor(impl.config);
+  auto ex = impl.config.runtime.isolation == Isolation::process ? start_process_executor(impl.config)
+                                                                 : start_thread_executor(impl.config);
   if (!ex)
     throw RuntimeStartError(ex.error());
   impl.executor = std::move(*ex);

@@ -204,3 +204,42 @@ def _child_executable():
 
 def own_executable():
     return sys.executable
+
+
+# -- process isolation ---------------------------------------------------------
+
+def getpid():
+    return os.getpid()
+
+
+def crash_segv():
+    import gk_testext
+    gk_testext.segfault()
+
+
+def crash_abort():
+    import gk_testext
+    gk_testext.abort_now()
+
+
+def exit_now(code):
+    os._exit(code)
+
+
+_hog = []
+
+
+def hog(megabytes):
+    """Allocates and keeps `megabytes` of memory."""
+    _hog.append(bytearray(megabytes * 1024 * 1024))
+    return len(_hog)
+
+
+def alloc_temporarily(megabytes):
+    b = bytearray(megabytes * 1024 * 1024)
+    return len(b)
+
+
+def sleep_and_pid(seconds):
+    time.sleep(seconds)
+    return os.getpid()

@@ -1,0 +1,140 @@
+// The worker process: the same request loop as the thread executor, behind
+// a socket to the host.
+
+#include "gilkeeper/actors/worker.hpp"
+
+#include "gilkeeper/actors/executor.hpp"
+#include "gilkeeper/actors/wire.hpp"
+
+#include <csignal>
+#include <mutex>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+namespace gk {
+
+namespace {
+
+// Writes the reply frame of one request to the host.
+class WireSlot final : public ReplySlot {
+public:
+  WireSlot(int fd, std::mutex& write_mutex, std::uint64_t id) : fd_(fd), mutex_(write_mutex), id_(id) {}
+  void deliver(AnyReply&& reply) override {
+    auto frame = wire::encode_reply(id_, reply);
+    std::lock_guard<std::mutex> g(mutex_);
+    wire::write_all(fd_, frame.data(), frame.size());  // a gone host is not our problem
+  }
+
+private:
+  int fd_;
+  std::mutex& mutex_;
+  std::uint64_t id_;
+};
+
+void set_limit(int resource, std::optional<std::uint64_t> value) {
+  if (!value)
+    return;
+  rlimit r{static_cast<rlim_t>(*value), static_cast<rlim_t>(*value)};
+  setrlimit(resource, &r);
+}
+
+std::string target_of(const AnyRequest& r) {
+  return std::visit(
+      [](const auto& x) -> std::string {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, CallRequest>)
+          return x.self ? std::string() : x.target;
+        else if constexpr (std::is_same_v<T, ImportRequest>)
+          return x.module;
+        else if constexpr (std::is_same_v<T, GetattrRequest>)
+          return x.object ? std::string() : x.target;
+        else
+          return {};
+      },
+      r);
+}
+
+Deadline deadline_of(const AnyRequest& r) {
+  return std::visit(
+      [](const auto& x) -> Deadline {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, ReleaseRequest>)
+          return Deadline::never();
+        else
+          return x.deadline.is_set() ? x.deadline : Deadline::never();
+      },
+      r);
+}
+
+const char* type_of(const AnyRequest& r) {
+  return std::visit([](const auto& x) { return kind_name(x); }, r);
+}
+
+} // namespace
+
+int run_worker(int fd, int parent) {
+  // Die with the host. The host spawns us from a thread that lives as long
+  // as the runtime, so the death signal is tied to the runtime's life.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (parent > 0 && getppid() != parent)
+    return 70;
+
+  auto hello = wire::read_frame(fd);
+  if (!hello)
+    return 71;
+  auto frame = wire::decode(hello->data(), hello->size());
+  if (!frame || frame->kind != wire::FrameKind::hello || !frame->setup)
+    return 72;
+  auto& setup = *frame->setup;
+
+  auto& limits = setup.limits;
+  set_limit(RLIMIT_AS, limits.address_space);
+  set_limit(RLIMIT_CPU, limits.cpu_seconds);
+  set_limit(RLIMIT_NOFILE, limits.open_files);
+  set_limit(RLIMIT_NPROC, limits.processes);
+  set_limit(RLIMIT_CORE, limits.core_dumps ? std::nullopt : std::optional<std::uint64_t>(0));
+
+  Config config = wire::config_from_setup(setup);
+  ThreadExecutorOptions options;
+  options.epoch = setup.epoch;
+  options.host_owned_refs = true;
+  auto executor = start_thread_executor(config, options);
+  if (!executor) {
+    auto f = wire::encode_ready(executor.error(), getpid());
+    wire::write_all(fd, f.data(), f.size());
+    return 1;
+  }
+  auto ready = wire::encode_ready(Error(), getpid());
+  std::mutex write_mutex;
+  {
+    std::lock_guard<std::mutex> g(write_mutex);
+    if (!wire::write_all(fd, ready.data(), ready.size()))
+      return 73;
+  }
+
+  for (;;) {
+    auto body = wire::read_frame(fd);
+    if (!body)
+      break;  // the host is gone or closed the socket
+    auto f = wire::decode(body->data(), body->size());
+    if (!f)
+      break;  // a corrupt stream cannot be trusted
+    if (f->kind == wire::FrameKind::goodbye)
+      break;
+    if (f->kind != wire::FrameKind::request || !f->request)
+      continue;
+    Job job;
+    job.type = type_of(*f->request);
+    std::string target = target_of(*f->request);
+    job.label = target.empty() ? job.type : job.type + " " + target;
+    job.deadline = deadline_of(*f->request);
+    job.slot = std::make_shared<WireSlot>(fd, write_mutex, f->id);
+    job.request = std::move(*f->request);
+    (*executor)->submit(std::move(job));
+  }
+  (*executor)->shutdown(config.runtime.shutdown_grace);
+  return 0;
+}
+
+} // namespace gk

@@ -1,0 +1,16 @@
+#pragma once
+
+/// The worker side of process isolation: the request loop a child process
+/// runs (`gilkeeper worker --fd 3 --parent PID`).
+
+namespace gk {
+
+/// Serves requests from the host over the socket `fd` until the host says
+/// goodbye or goes away: reads the setup, applies rlimits, starts the
+/// interpreter with the same request loop as the thread executor (soft
+/// deadlines included), answers `ready`, then runs requests in order.
+/// Dies with the host: sets a parent-death signal and exits when `parent`
+/// is no longer its parent. Returns the process exit status.
+int run_worker(int fd, int parent);
+
+} // namespace gk

@@ -1,0 +1,242 @@
+// Process isolation: hard deadlines that kill stuck native code, crashes,
+// recycling, limits, no zombies.
+#include "../support.hpp"
+#include "../support_proc.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <csignal>
+#include <thread>
+
+using namespace gk;
+using namespace std::chrono_literals;
+
+namespace {
+
+Config process_config(const std::string& extra = "") {
+  return test::test_config("[runtime]\nisolation = \"process\"\n" + extra);
+}
+
+RequestOptions within(std::chrono::milliseconds ms) {
+  return RequestOptions::with_deadline(Deadline::after(ms));
+}
+
+std::int64_t worker_pid(Runtime& rt) {
+  auto r = rt.call("gk_testmod:getpid", {}, {}, within(10000ms));
+  REQUIRE(r.has_value());
+  return r->as_int();
+}
+
+std::uint64_t restarts(Runtime& rt, const std::string& cause) {
+  for (auto& [c, n] : rt.stats().restarts_by_cause)
+    if (c == cause)
+      return n;
+  return 0;
+}
+
+// Waits (bounded) until the supervisor has brought the pool back to size.
+void wait_for_children(std::size_t n) {
+  for (int i = 0; i < 500 && test::children_of_self().size() != n; ++i)
+    std::this_thread::sleep_for(10ms);
+}
+
+} // namespace
+
+TEST_CASE("calls, errors and Refs work in a worker process", "[process]") {
+  Runtime rt(process_config());
+  CHECK(rt.call("gk_testmod:add", {2, 3})->as_int() == 5);
+  CHECK(worker_pid(rt) != getpid());
+  auto err = rt.call("gk_testmod:raise_value_error", {"nope"});
+  REQUIRE_FALSE(err.has_value());
+  CHECK(err.error().type == "ValueError");
+  CHECK(err.error().traceback.find("raise_value_error") != std::string::npos);
+  auto box = rt.call_ref("gk_testmod:make_box", {3});
+  REQUIRE(box.has_value());
+  CHECK(rt.call(*box, "add", {4})->as_int() == 1);
+  CHECK(rt.call("gk_testmod:box_value", {Value(*box)})->as_int() == 3);
+  CHECK(rt.stats().live_refs == 1);
+  CHECK(rt.stats().isolation == "process");
+}
+
+TEST_CASE("a C loop is killed at its hard deadline and the next call runs on a fresh interpreter", "[process][hard]") {
+  Runtime rt(process_config("[timeouts]\ngrace = \"200ms\"\n"));
+  auto before = worker_pid(rt);
+  auto box = rt.call_ref("gk_testmod:make_box", {1});
+  REQUIRE(box.has_value());
+
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = rt.call("gk_testmod:spin_native", {30.0}, {}, within(300ms));
+  double told_ms = test::ms_since(t0);
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == ErrorCode::deadline_exceeded);
+  CHECK(told_ms < 300 + 300);  // told at the deadline, not at the kill
+
+  // The next call is served by a new interpreter, well before the C loop
+  // would have ended.
+  auto t1 = std::chrono::steady_clock::now();
+  auto after = worker_pid(rt);
+  CHECK(after != before);
+  CHECK(test::ms_since(t1) < 5000);
+  CHECK(restarts(rt, "hard_deadline") == 1);
+  CHECK(rt.stats().type("call")->missed_hard == 1);
+
+  // Refs into the dead interpreter are stale.
+  auto stale = rt.call(*box, "total");
+  REQUIRE_FALSE(stale.has_value());
+  CHECK(stale.error().code == ErrorCode::stale_ref);
+}
+
+TEST_CASE("crashes fail the call with worker_crashed naming the signal or status, and service continues",
+          "[process][crash]") {
+  Runtime rt(process_config());
+  struct Case {
+    std::string target;
+    List args;
+    int signal;
+    int status;
+  };
+  std::vector<Case> cases = {{"gk_testmod:crash_segv", {}, SIGSEGV, -1},
+                             {"gk_testmod:crash_abort", {}, SIGABRT, -1},
+                             {"gk_testmod:exit_now", {7}, 0, 7}};
+  for (auto& c : cases) {
+    CAPTURE(c.target);
+    auto r = rt.call(c.target, c.args, {}, within(10000ms));
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == ErrorCode::worker_crashed);
+    CHECK(r.error().signal == c.signal);
+    CHECK(r.error().exit_status == c.status);
+    CHECK(rt.call("gk_testmod:add", {1, 1}, {}, within(10000ms))->as_int() == 2);
+  }
+
+  // Killed from outside while it runs a call.
+  auto pid = worker_pid(rt);
+  Expected<Value> slow;
+  std::thread caller([&] { slow = rt.call("gk_testmod:sleep_for", {5}, {}, within(10000ms)); });
+  std::this_thread::sleep_for(200ms);
+  ::kill(static_cast<pid_t>(pid), SIGKILL);
+  caller.join();
+  REQUIRE_FALSE(slow.has_value());
+  CHECK(slow.error().code == ErrorCode::worker_crashed);
+  CHECK(slow.error().signal == SIGKILL);
+  CHECK(rt.call("gk_testmod:add", {2, 2}, {}, within(10000ms))->as_int() == 4);
+  CHECK(restarts(rt, "crashed") == 4);
+}
+
+TEST_CASE("50 hard kills in a row leave no zombie and exactly the configured children", "[process][hard][zombies]") {
+  {
+    Runtime rt(process_config("workers = 1\nspare = true\n[timeouts]\ngrace = \"20ms\"\n"));
+    for (std::uint64_t i = 0; i < 50; ++i) {
+      // A served call first: a worker is ready, so the C loop starts at once
+      // rather than expiring in the queue while a replacement starts.
+      REQUIRE(rt.call("gk_testmod:add", {1, 1}, {}, within(10000ms)).has_value());
+      auto r = rt.call("gk_testmod:spin_native", {10.0}, {}, within(20ms));
+      REQUIRE_FALSE(r.has_value());
+      // The caller is told at the deadline; the kill follows after the grace.
+      for (int k = 0; k < 500 && restarts(rt, "hard_deadline") < i + 1; ++k)
+        std::this_thread::sleep_for(2ms);
+      REQUIRE(restarts(rt, "hard_deadline") == i + 1);
+    }
+    REQUIRE(rt.call("gk_testmod:add", {1, 1}, {}, within(10000ms)).has_value());
+    wait_for_children(2);
+    auto kids = test::children_of_self();
+    CHECK(test::count_zombies(kids) == 0);
+    CHECK(kids.size() == 2);  // one worker and its warm spare
+  }
+  CHECK(test::children_of_self().empty());
+}
+
+TEST_CASE("a worker is replaced after max_calls", "[process][recycle]") {
+  Runtime rt(process_config("max_calls = 3\nspare = false\n"));
+  std::vector<std::int64_t> pids;
+  for (int i = 0; i < 7; ++i)
+    pids.push_back(worker_pid(rt));
+  CHECK(pids[0] == pids[1]);
+  CHECK(pids[1] == pids[2]);
+  CHECK(pids[3] != pids[2]);
+  CHECK(pids[3] == pids[5]);
+  CHECK(pids[6] != pids[5]);
+  CHECK(restarts(rt, "max_calls") == 2);
+}
+
+TEST_CASE("a worker above max_memory is replaced between calls and the runtime goes on", "[process][recycle]") {
+  Runtime rt(process_config("max_memory = \"150MiB\"\n"));
+  auto before = worker_pid(rt);
+  auto r = rt.call("gk_testmod:hog", {300}, {}, within(20000ms));
+  REQUIRE(r.has_value());  // the call itself completes
+  auto after = worker_pid(rt);
+  CHECK(after != before);
+  CHECK(restarts(rt, "max_memory") == 1);
+}
+
+TEST_CASE("an address-space limit turns a memory hog into a MemoryError", "[process][limits]") {
+  Runtime rt(process_config("[runtime.limits]\naddress_space = \"1GiB\"\n"));
+  auto r = rt.call("gk_testmod:alloc_temporarily", {4096}, {}, within(20000ms));
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == ErrorCode::python_exception);
+  CHECK(r.error().type == "MemoryError");
+  CHECK(rt.call("gk_testmod:add", {1, 2})->as_int() == 3);
+}
+
+TEST_CASE("a module that crashes at import makes the runtime degraded without spinning", "[process][degraded]") {
+  Runtime rt(process_config());
+  auto t0 = std::chrono::steady_clock::now();
+  Error last;
+  int attempts = 0;
+  while (test::ms_since(t0) < 20000) {
+    attempts++;
+    auto r = rt.call("gk_crash_at_import:never", {}, {}, within(10000ms));
+    REQUIRE_FALSE(r.has_value());
+    last = r.error();
+    if (last.code == ErrorCode::degraded)
+      break;
+    CHECK(last.code == ErrorCode::worker_crashed);
+    CHECK(last.exit_status == 3);
+  }
+  CHECK(last.code == ErrorCode::degraded);
+  CHECK(last.message.find("keep failing") != std::string::npos);
+  CHECK(attempts <= 10);
+  // Backing off: five crashes took a while, not a hot loop.
+  CHECK(test::ms_since(t0) > 300);
+  // While degraded, requests fail fast.
+  auto t1 = std::chrono::steady_clock::now();
+  auto r = rt.call("gk_testmod:add", {1, 1});
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().code == ErrorCode::degraded);
+  CHECK(test::ms_since(t1) < 100);
+  CHECK(test::count_zombies(test::children_of_self()) == 0);
+}
+
+TEST_CASE("shutdown stops and reaps every worker within its bound", "[process][shutdown]") {
+  auto rt = std::make_unique<Runtime>(process_config("workers = 2\nshutdown_grace = \"500ms\"\n[timeouts]\ngrace = \"30s\"\n"));
+  REQUIRE(rt->call("gk_testmod:add", {1, 1}).has_value());
+  // One worker is stuck in C and ignores everything but SIGKILL.
+  std::thread stuck([&] { rt->call("gk_testmod:spin_native", {60.0}, {}, within(60000ms)); });
+  std::this_thread::sleep_for(300ms);
+  auto t0 = std::chrono::steady_clock::now();
+  rt->shutdown();
+  stuck.join();
+  CHECK(test::ms_since(t0) < 3000);
+  CHECK(test::children_of_self().empty());
+}
+
+TEST_CASE("CPU-bound calls spread over two workers", "[process][pool]") {
+  Runtime rt(process_config("workers = 2\n"));
+  std::vector<std::thread> threads;
+  std::vector<std::int64_t> pids(4, -1);
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 4; ++i)
+    threads.emplace_back([&, i] {
+      auto r = rt.call("gk_testmod:sleep_and_pid", {0.3}, {}, within(10000ms));
+      if (r)
+        pids[i] = r->as_int();
+    });
+  for (auto& t : threads)
+    t.join();
+  double ms = test::ms_since(t0);
+  std::sort(pids.begin(), pids.end());
+  CHECK(pids[0] > 0);
+  // Two run at a time (on any two of the warm processes: a worker and the
+  // spare are interchangeable), never one after the other.
+  CHECK(std::unique(pids.begin(), pids.end()) - pids.begin() >= 2);
+  CHECK(ms < 1100);
+}

@@ -1,0 +1,56 @@
+#pragma once
+
+// Reading /proc for tests: children of this process and zombies.
+
+#include <dirent.h>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace gk::test {
+
+struct ProcInfo {
+  int pid;
+  char state;
+};
+
+/// Direct children of this process (any thread), with their state
+/// ('Z' for a zombie).
+inline std::vector<ProcInfo> children_of_self() {
+  std::vector<ProcInfo> out;
+  int self = getpid();
+  DIR* d = opendir("/proc");
+  if (!d)
+    return out;
+  while (dirent* e = readdir(d)) {
+    int pid = std::atoi(e->d_name);
+    if (pid <= 0)
+      continue;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line))
+      continue;
+    auto close = line.rfind(')');
+    if (close == std::string::npos)
+      continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state;
+    int ppid;
+    rest >> state >> ppid;
+    if (ppid == self)
+      out.push_back({pid, state});
+  }
+  closedir(d);
+  return out;
+}
+
+inline int count_zombies(const std::vector<ProcInfo>& ps) {
+  int n = 0;
+  for (auto& p : ps)
+    n += p.state == 'Z';
+  return n;
+}
+
+} // namespace gk::test
