@@ -22,6 +22,7 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <set>
 #include <poll.h>
 #include <spawn.h>
 #include <sys/eventfd.h>
@@ -138,7 +139,8 @@ struct Child {
   pid_t pid = -1;
   int fd = -1;
   std::uint64_t epoch = 0;
-  enum class State { starting, ready, busy, retiring } state = State::starting;
+  // dying: SIGKILLed, waiting to be reaped (without blocking the loop).
+  enum class State { starting, ready, busy, retiring, dying } state = State::starting;
   wire::FrameReader reader;
   clock::time_point started;
   clock::time_point retire_by;
@@ -345,7 +347,9 @@ private:
     c.fd = sv[0];
     c.epoch = next_epoch_++;
     c.started = clock::now();
-    auto hello = wire::encode_hello(wire::make_setup(config_, c.epoch));
+    auto setup = wire::make_setup(config_, c.epoch);
+    setup.preload.assign(modules_seen_.begin(), modules_seen_.end());
+    auto hello = wire::encode_hello(setup);
     wire::write_all(c.fd, hello.data(), hello.size());  // a dead child shows up as EOF
     fcntl(c.fd, F_SETFL, fcntl(c.fd, F_GETFL) | O_NONBLOCK);
     children_.push_back(std::move(c));
@@ -574,7 +578,12 @@ private:
   // deadline.
   void hard_kill(Child& c) {
     auto label = c.job ? c.job->label : std::string("?");
-    reap(c, true);
+    // Kill the whole group now; reap on the next turns of the loop so that
+    // the queue moves on at once.
+    ::kill(-c.pid, SIGKILL);
+    close(c.fd);
+    c.fd = -1;
+    c.state = Child::State::dying;
     if (c.job)
       stats_.missed(c.job->type, DeadlinePhase::hard);
     fail_job(c, Error::deadline(DeadlinePhase::hard,
@@ -587,9 +596,19 @@ private:
     return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(config_.timeouts.grace).count()) + "ms";
   }
 
+  // Notes the module of a call so that the next children import it early.
+  void remember_module(const AnyRequest& r) {
+    auto* call = std::get_if<CallRequest>(&r);
+    if (!call || call->self || modules_seen_.size() >= 64)
+      return;
+    auto colon = call->target.find(':');
+    if (colon != std::string::npos && colon > 0)
+      modules_seen_.insert(call->target.substr(0, colon));
+  }
+
   Child* child_for_epoch(std::uint64_t epoch) {
     for (auto& c : children_)
-      if (c.epoch == epoch && c.pid > 0 && c.state != Child::State::retiring)
+      if (c.epoch == epoch && c.pid > 0 && c.state != Child::State::retiring && c.state != Child::State::dying)
         return &c;
     return nullptr;
   }
@@ -653,6 +672,7 @@ private:
         failed.emplace_back(std::move(job), deadline_error(ReplySlot::queued, job.label));
         continue;
       }
+      remember_module(job.request);
       auto id = ++next_request_id_;
       auto frame = wire::encode_request(id, job.request);
       target->state = Child::State::busy;
@@ -681,7 +701,7 @@ private:
       return;
     std::size_t alive = 0;
     for (auto& c : children_)
-      if (c.pid > 0 && c.state != Child::State::retiring)
+      if (c.pid > 0 && c.state != Child::State::retiring && c.state != Child::State::dying)
         alive++;
     std::size_t want = workers_ + (config_.runtime.spare ? 1 : 0);
     while (alive < want) {
@@ -700,8 +720,8 @@ private:
         if (stopping_)
           return;
       }
-      replenish();
       dispatch();
+      replenish();
 
       // Wait for a child, a wake-up, or the next hard deadline.
       auto now = clock::now();
@@ -715,13 +735,17 @@ private:
           next = std::min(next, c.retire_by);
         if (c.state == Child::State::starting)
           next = std::min(next, c.started + kStartTimeout);
+        if (c.state == Child::State::dying)
+          next = std::min(next, now + 1ms);
       }
+
       std::vector<pollfd> fds;
       fds.push_back(pollfd{wake_fd_, POLLIN, 0});
       for (auto& c : children_)
         fds.push_back(pollfd{c.fd, POLLIN, 0});
-      auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(next - now).count();
-      int n = ::poll(fds.data(), fds.size(), static_cast<int>(std::max<long>(0, wait_ms + 1)));
+      auto wait_ns = std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::nanoseconds>(next - now).count());
+      timespec ts{static_cast<time_t>(wait_ns / 1000000000), static_cast<long>(wait_ns % 1000000000)};
+      int n = ::ppoll(fds.data(), fds.size(), &ts, nullptr);
       if (n < 0 && errno != EINTR)
         std::this_thread::sleep_for(1ms);
       if (fds[0].revents & POLLIN) {
@@ -740,6 +764,12 @@ private:
       for (auto& c : children_) {
         if (c.pid <= 0)
           continue;
+        if (c.state == Child::State::dying) {
+          int status = 0;
+          if (waitpid(c.pid, &status, WNOHANG) == c.pid)
+            c.pid = -1;
+          continue;
+        }
         if (c.state == Child::State::busy && c.job && c.job->deadline.is_finite()
             && now >= c.job->deadline.when() + config_.timeouts.grace)
           hard_kill(c);
@@ -857,6 +887,7 @@ private:
   int consecutive_crashes_ = 0;
   clock::time_point next_spawn_{};
   std::string startup_error_;
+  std::set<std::string> modules_seen_;
 
   std::atomic<std::uint64_t> live_refs_{0};
   detail::StatsCollector stats_;

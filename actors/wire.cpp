@@ -49,7 +49,7 @@ namespace wire {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, WorkerSetup& x) {
   return f(caf::meta::type_name("WorkerSetup"), x.python_path, x.executable, x.interrupt_signal, x.epoch,
-           x.grace_ns, x.shutdown_grace_ns, x.limits, x.capabilities);
+           x.grace_ns, x.shutdown_grace_ns, x.limits, x.capabilities, x.preload);
 }
 
 WorkerSetup make_setup(const Config& config, std::uint64_t epoch) {

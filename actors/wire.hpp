@@ -39,6 +39,9 @@ struct WorkerSetup {
   std::int64_t shutdown_grace_ns = 0;
   LimitsConfig limits;
   CapabilitiesConfig capabilities;
+  /// Modules to import before answering ready (a warm spare is warm with
+  /// the modules the workload has used so far). Import errors are ignored.
+  std::vector<std::string> preload;
 };
 
 WorkerSetup make_setup(const Config& config, std::uint64_t epoch);

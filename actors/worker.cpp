@@ -7,6 +7,7 @@
 #include "gilkeeper/actors/wire.hpp"
 
 #include <csignal>
+#include <condition_variable>
 #include <mutex>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -30,6 +31,25 @@ private:
   int fd_;
   std::mutex& mutex_;
   std::uint64_t id_;
+};
+
+// Waits for a preload import (its outcome does not matter).
+class PreloadSlot final : public ReplySlot {
+public:
+  void deliver(AnyReply&&) override {
+    std::lock_guard<std::mutex> g(m_);
+    done_ = true;
+    cv_.notify_one();
+  }
+  void wait() {
+    std::unique_lock<std::mutex> lk(m_);
+    cv_.wait(lk, [&] { return done_; });
+  }
+
+private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool done_ = false;
 };
 
 void set_limit(int resource, std::optional<std::uint64_t> value) {
@@ -105,6 +125,19 @@ int run_worker(int fd, int parent) {
     wire::write_all(fd, f.data(), f.size());
     return 1;
   }
+  // Warm up: import what the workload uses before saying ready.
+  for (auto& module : setup.preload) {
+    auto slot = std::make_shared<PreloadSlot>();
+    Job job;
+    job.request = ImportRequest{module, Deadline::after(std::chrono::seconds(10))};
+    job.type = "import";
+    job.label = "preload " + module;
+    job.deadline = Deadline::after(std::chrono::seconds(10));
+    job.slot = slot;
+    (*executor)->submit(std::move(job));
+    slot->wait();
+  }
+
   auto ready = wire::encode_ready(Error(), getpid());
   std::mutex write_mutex;
   {

@@ -10,6 +10,7 @@
 #include "gilkeeper/gilkeeper.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -44,8 +45,95 @@ double us_since(clock_type::time_point t0) {
   return std::chrono::duration<double, std::micro>(clock_type::now() - t0).count();
 }
 
+#ifndef GK_BENCH_EXT_DIR
+#define GK_BENCH_EXT_DIR ""
+#endif
+
 gk::Config bench_config(const std::string& extra = "") {
-  return gk::parse_config(std::string("[python]\npath = [\"") + GK_BENCH_PYTHON_DIR + "\"]\n" + extra, "bench.toml");
+  return gk::parse_config(std::string("[python]\npath = [\"") + GK_BENCH_PYTHON_DIR + "\", \"" + GK_BENCH_EXT_DIR
+                              + "\"]\n" + extra,
+                          "bench.toml");
+}
+
+gk::Config process_config(const std::string& extra = "") {
+  return bench_config("[runtime]\nisolation = \"process\"\n" + extra);
+}
+
+void must(const gk::Expected<gk::Value>& v) {
+  if (!v) {
+    std::cerr << v.error().to_string() << "\n";
+    std::exit(1);
+  }
+}
+
+// -- gilkeeper, process isolation -----------------------------------------------
+
+Result process_roundtrip(int n, std::size_t payload) {
+  gk::Runtime rt(process_config());
+  gk::Value arg = payload ? gk::Value(gk::Bytes{std::string(payload, 'x')}) : gk::Value();
+  for (int i = 0; i < 50; ++i)
+    must(rt.call("gk_benchmod:identity", {arg}));
+  Result r;
+  for (int i = 0; i < n; ++i) {
+    auto t0 = clock_type::now();
+    auto v = rt.call("gk_benchmod:identity", {arg});
+    r.samples.push_back(us_since(t0));
+    must(v);
+  }
+  return r;
+}
+
+// Calls/s of a CPU-bound function from 4 client threads for `seconds`.
+Result process_cpu(int seconds, int workers) {
+  gk::Runtime rt(process_config("workers = " + std::to_string(workers) + "\n"));
+  for (int i = 0; i < 4; ++i)
+    must(rt.call("gk_benchmod:cpu", {1000}));
+  std::atomic<long> calls{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> clients;
+  auto t0 = clock_type::now();
+  for (int c = 0; c < 4; ++c)
+    clients.emplace_back([&] {
+      while (!stop) {
+        must(rt.call("gk_benchmod:cpu", {200000}));
+        calls++;
+      }
+    });
+  std::this_thread::sleep_for(std::chrono::seconds(seconds));
+  stop = true;
+  for (auto& t : clients)
+    t.join();
+  double s = us_since(t0) / 1e6;
+  Result r;
+  r.unit = "calls/s";
+  r.samples.push_back(static_cast<double>(calls.load()) / s);
+  return r;
+}
+
+// A C loop past its deadline: how late the caller is told, and how long
+// after the kill (deadline + grace) the next call is served.
+Result hard_deadline(int n, bool spare, bool next_served) {
+  gk::Runtime rt(process_config(std::string("spare = ") + (spare ? "true" : "false")
+                                + "\n[timeouts]\ngrace = \"20ms\"\n"));
+  Result r;
+  auto budget = std::chrono::milliseconds(20);
+  for (int i = 0; i < n; ++i) {
+    must(rt.call("gk_benchmod:noop"));  // a worker is ready
+    if (spare)
+      std::this_thread::sleep_for(std::chrono::milliseconds(60));  // and so is the spare
+    auto deadline = gk::Deadline::after(budget);
+    auto v = rt.call("gk_benchmod:spin_native", {10.0}, {}, gk::RequestOptions::with_deadline(deadline));
+    if (v)
+      std::exit(1);
+    if (!next_served) {
+      r.samples.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - deadline.when()).count());
+      continue;
+    }
+    auto kill_at = deadline.when() + std::chrono::milliseconds(20);
+    must(rt.call("gk_benchmod:noop"));
+    r.samples.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - kill_at).count());
+  }
+  return r;
 }
 
 // -- floors -------------------------------------------------------------------
@@ -197,6 +285,13 @@ int main(int argc, char** argv) {
       {"floor.pyobject_call", [&] { return floor_pyobject_call(n); }},
       {"thread.roundtrip", [&] { return gk_thread_roundtrip(n); }},
       {"thread.batch1000", [&] { return gk_thread_batch(n); }},
+      {"process.roundtrip", [&] { return process_roundtrip(n, 0); }},
+      {"process.bytes1MiB", [&] { return process_roundtrip(n, 1 << 20); }},
+      {"process.cpu.1worker", [&] { return process_cpu(n, 1); }},
+      {"process.cpu.2workers", [&] { return process_cpu(n, 2); }},
+      {"deadline.hard.told_late", [&] { return hard_deadline(n, true, false); }},
+      {"deadline.hard.next_served.spare", [&] { return hard_deadline(n, true, true); }},
+      {"deadline.hard.next_served.nospare", [&] { return hard_deadline(n, false, true); }},
       {"deadline.told_late.loop", [&] { return gk_deadline(n, "gk_benchmod:loop_until_interrupted", false); }},
       {"deadline.told_late.sleep", [&] { return gk_deadline(n, "gk_benchmod:sleep_until_interrupted", false); }},
       {"deadline.interrupt.loop", [&] { return gk_deadline(n, "gk_benchmod:loop_until_interrupted", true); }},

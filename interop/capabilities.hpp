@@ -30,8 +30,7 @@ namespace gk::detail {
 /// The compiled rules of one interpreter, and its denial counter.
 class CapabilityPolicy;
 
-/// Compiles `caps`. `executable` is the interpreter `multiprocessing` starts.
-/// Thread-safe.
+/// Compiles `caps`. Thread-safe.
 std::shared_ptr<CapabilityPolicy> make_capability_policy(const CapabilitiesConfig& caps);
 
 /// True when the policy restricts anything (otherwise no hook is needed).

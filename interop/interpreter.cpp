@@ -1,6 +1,7 @@
 // The embedded interpreter: start-up, requests, shutdown.
 
 #include "gilkeeper/interop/interpreter.hpp"
+#include "gilkeeper/interop/capabilities.hpp"
 #include "gilkeeper/interop/detail/interrupt.hpp"
 #include "gilkeeper/interop/detail/py.hpp"
 
@@ -91,6 +92,7 @@ struct Interpreter::Impl {
   PyObject* main_dict = nullptr;  // borrowed from __main__
   int signo = 0;
   std::string origin;
+  std::shared_ptr<detail::CapabilityPolicy> policy;
 
   detail::RefContext refs() {
     return detail::RefContext{&table, options.release_ref, origin};
@@ -151,6 +153,13 @@ Expected<std::unique_ptr<Interpreter>> Interpreter::start(InterpreterOptions opt
   static std::once_flag inittab_once;
   std::call_once(inittab_once, [] { PyImport_AppendInittab("gilkeeper", &init_module_trampoline); });
 
+  // The audit hook must be in place before Python starts; its rules are
+  // enforced from the end of start-up (start-up imports stay unchecked).
+  auto policy = detail::make_capability_policy(options.capabilities);
+  const bool police = detail::restricts_anything(*policy);
+  if (police)
+    detail::install_capability_hook(policy);
+
   PyConfig config;
   PyConfig_InitPythonConfig(&config);
   config.install_signal_handlers = 0;  // the host keeps its signal handlers
@@ -160,12 +169,15 @@ Expected<std::unique_ptr<Interpreter>> Interpreter::start(InterpreterOptions opt
   if (!PyStatus_Exception(status))
     status = Py_InitializeFromConfig(&config);
   PyConfig_Clear(&config);
-  if (PyStatus_Exception(status))
+  if (PyStatus_Exception(status)) {
+    detail::retire_capabilities();
     return fail(internal_error(std::string("Python failed to start: ")
                                + (status.err_msg ? status.err_msg : "unknown error")));
+  }
 
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
+  impl->policy = policy;
   impl->table.set_epoch(impl->options.epoch != 0 ? impl->options.epoch : ++g_epochs);
 
   auto setup_failed = [&](const std::string& what) {
@@ -174,6 +186,7 @@ Expected<std::unique_ptr<Interpreter>> Interpreter::start(InterpreterOptions opt
     detail::reset_caches();
     detail::reset_module_types();
     Py_FinalizeEx();
+    detail::retire_capabilities();
     return fail(e);
   };
 
@@ -216,6 +229,12 @@ Expected<std::unique_ptr<Interpreter>> Interpreter::start(InterpreterOptions opt
   if (!main_module)
     return setup_failed("cannot import __main__");
   impl->main_dict = PyModule_GetDict(main_module.get());
+
+  // multiprocessing must not fork this threaded process: "spawn" by default.
+  if (!detail::install_multiprocessing_defaults(*policy))
+    return setup_failed("cannot set multiprocessing's default start method");
+  if (police && !detail::activate_capabilities(*policy))
+    return setup_failed("cannot activate the capability rules");
 
   impl->main_tstate = PyEval_SaveThread();
   return std::unique_ptr<Interpreter>(new Interpreter(std::move(impl)));
@@ -357,6 +376,10 @@ int Interpreter::signal_number() const noexcept {
   return impl_->signo;
 }
 
+std::uint64_t Interpreter::capability_denials() const {
+  return impl_->policy ? detail::capability_denials(*impl_->policy) : 0;
+}
+
 void Interpreter::interrupt(pthread_t owner, std::uint64_t seq) noexcept {
   if (impl_->signo == 0)
     return;
@@ -434,6 +457,8 @@ ShutdownReport Interpreter::finalize(std::chrono::nanoseconds grace) {
   detail::reset_caches();
   detail::reset_module_types();
   int rc = Py_FinalizeEx();
+  // The rules held while atexit handlers ran; the interpreter is gone now.
+  detail::retire_capabilities();
   report.finalized = rc == 0;
   if (rc != 0)
     report.message += std::string(report.message.empty() ? "" : "; ") + "Py_FinalizeEx reported an error";

@@ -11,6 +11,7 @@
 /// other member functions, except `interrupt`, which any thread may call.
 /// This header does not include Python.h.
 
+#include "gilkeeper/config/config.hpp"
 #include "gilkeeper/interop/expected.hpp"
 #include "gilkeeper/interop/request.hpp"
 #include "gilkeeper/interop/value.hpp"
@@ -36,6 +37,10 @@ struct InterpreterOptions {
   /// Real-time signal offset for soft interrupts (SIGRTMIN + n); nullopt
   /// installs no handler and makes `interrupt` a no-op.
   std::optional<int> interrupt_signal = 2;
+  /// What Python code may do (`[capabilities]`), enforced by an audit hook
+  /// from the end of `start` until the interpreter is finalized. The
+  /// default denies only `os.fork`. See docs/capabilities.md.
+  CapabilitiesConfig capabilities;
   /// Called (on any thread) when the last copy of a Ref made by this
   /// interpreter goes away. Must not block.
   std::function<void(std::uint64_t id, std::uint64_t epoch)> release_ref;
@@ -98,6 +103,10 @@ public:
 
   /// The signal used for interrupts, or 0.
   int signal_number() const noexcept;
+
+  /// How many actions the capability rules denied so far (each raised
+  /// `gilkeeper.CapabilityDenied` in Python, caught or not). Thread-safe.
+  std::uint64_t capability_denials() const;
 
   struct Impl;
 

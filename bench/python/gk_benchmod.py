@@ -38,3 +38,8 @@ def cpu(n):
     for i in range(n):
         s += i * i
     return s
+
+
+def spin_native(seconds):
+    import gk_testext
+    return gk_testext.spin(seconds)
