@@ -4,6 +4,7 @@
 #include "gilkeeper/actors/worker.hpp"
 
 #include "gilkeeper/actors/executor.hpp"
+#include "gilkeeper/actors/sandbox.hpp"
 #include "gilkeeper/actors/wire.hpp"
 
 #include <csignal>
@@ -116,6 +117,13 @@ int run_worker(int fd, int parent) {
   set_limit(RLIMIT_CORE, limits.core_dumps ? std::nullopt : std::optional<std::uint64_t>(0));
 
   Config config = wire::config_from_setup(setup);
+  // The kernel backs the capability rules: before any thread starts.
+  std::string sandbox_error = apply_sandbox(config.capabilities);
+  if (!sandbox_error.empty()) {
+    auto f = wire::encode_ready(Error(ErrorCode::internal, "cannot apply the sandbox: " + sandbox_error), getpid());
+    wire::write_all(fd, f.data(), f.size());
+    return 1;
+  }
   ThreadExecutorOptions options;
   options.epoch = setup.epoch;
   options.host_owned_refs = true;

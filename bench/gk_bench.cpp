@@ -1,27 +1,55 @@
 // gk_bench: one figure per invocation, printed as one JSON line.
 //
-//   gk_bench FIGURE [--iterations N]
+//   gk_bench FIGURE [--iterations N] [--seconds S]
+//   gk_bench --list
 //
 // Each figure runs in its own process (there is one interpreter per process).
-// bench/run drives it and prints the table with ratios.
+// bench/run drives it and prints the table with ratios. Latency figures
+// report one sample per round trip (in `unit`); throughput figures also
+// report `calls_per_s`, and figures with several clients `fairness` (the
+// busiest client's calls divided by the least busy one's).
+//
+// Figure families:
+//   floor.*     what a round trip cannot beat on this machine
+//   thread.*    gilkeeper, thread isolation
+//   process.*   gilkeeper, process isolation
+//   peer.*      the usual ways to call Python from C++ host threads
+//   deadline.*  how late deadlines are reported, and recovery after a kill
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "gilkeeper/actors/messages.hpp"
+#include "gilkeeper/actors/py_runtime.hpp"
 #include "gilkeeper/gilkeeper.hpp"
+
+#include <caf/all.hpp>
+
+#ifdef GK_BENCH_HAVE_PYBIND11
+#include <pybind11/embed.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <future>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <spawn.h>
 #include <string>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <thread>
+#include <unistd.h>
 #include <vector>
+
+extern char** environ;
 
 namespace {
 
@@ -32,6 +60,10 @@ struct Result {
   std::vector<double> samples;  // one per iteration, in `unit`
   std::map<std::string, double> extra;
 };
+
+// At most this many samples are printed (evenly spaced quantiles of all of
+// them); median and p99 are computed over all samples.
+constexpr std::size_t kMaxPrintedSamples = 20000;
 
 double percentile(std::vector<double> v, double p) {
   if (v.empty())
@@ -66,74 +98,70 @@ void must(const gk::Expected<gk::Value>& v) {
   }
 }
 
-// -- gilkeeper, process isolation -----------------------------------------------
+// Per-client counts and latencies of a fixed-duration run with many clients.
+struct ClientRun {
+  std::vector<std::vector<double>> latencies;  // per client, us
+  double seconds = 0;
 
-Result process_roundtrip(int n, std::size_t payload) {
-  gk::Runtime rt(process_config());
-  gk::Value arg = payload ? gk::Value(gk::Bytes{std::string(payload, 'x')}) : gk::Value();
-  for (int i = 0; i < 50; ++i)
-    must(rt.call("gk_benchmod:identity", {arg}));
-  Result r;
-  for (int i = 0; i < n; ++i) {
-    auto t0 = clock_type::now();
-    auto v = rt.call("gk_benchmod:identity", {arg});
-    r.samples.push_back(us_since(t0));
-    must(v);
+  Result result() const {
+    Result r;
+    long total = 0, most = 0, least = -1;
+    for (auto& l : latencies) {
+      long c = static_cast<long>(l.size());
+      total += c;
+      most = std::max(most, c);
+      least = least < 0 ? c : std::min(least, c);
+      r.samples.insert(r.samples.end(), l.begin(), l.end());
+    }
+    r.extra["calls_per_s"] = static_cast<double>(total) / seconds;
+    r.extra["clients"] = static_cast<double>(latencies.size());
+    r.extra["min_client_calls"] = static_cast<double>(least);
+    r.extra["max_client_calls"] = static_cast<double>(most);
+    // A client that never got a call through counts as one call (and shows
+    // as min_client_calls = 0).
+    r.extra["fairness"] = static_cast<double>(most) / static_cast<double>(std::max(1L, least));
+    return r;
   }
-  return r;
-}
+};
 
-// Calls/s of a CPU-bound function from 4 client threads for `seconds`.
-Result process_cpu(int seconds, int workers) {
-  gk::Runtime rt(process_config("workers = " + std::to_string(workers) + "\n"));
-  for (int i = 0; i < 4; ++i)
-    must(rt.call("gk_benchmod:cpu", {1000}));
-  std::atomic<long> calls{0};
+// Runs `clients` threads, each calling `call()` in a loop for `seconds`, and
+// records every round trip. All threads start together.
+ClientRun run_clients(int clients, double seconds, const std::function<void()>& call) {
+  ClientRun run;
+  run.latencies.resize(static_cast<std::size_t>(clients));
+  std::mutex m;
+  std::condition_variable cv;
+  bool go = false;
   std::atomic<bool> stop{false};
-  std::vector<std::thread> clients;
-  auto t0 = clock_type::now();
-  for (int c = 0; c < 4; ++c)
-    clients.emplace_back([&] {
-      while (!stop) {
-        must(rt.call("gk_benchmod:cpu", {200000}));
-        calls++;
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c)
+    threads.emplace_back([&, c] {
+      auto& lat = run.latencies[static_cast<std::size_t>(c)];
+      lat.reserve(1 << 16);
+      {
+        std::unique_lock<std::mutex> lk(m);
+        cv.wait(lk, [&] { return go; });
+      }
+      while (!stop.load(std::memory_order_relaxed)) {
+        auto t0 = clock_type::now();
+        call();
+        lat.push_back(us_since(t0));
       }
     });
-  std::this_thread::sleep_for(std::chrono::seconds(seconds));
-  stop = true;
-  for (auto& t : clients)
-    t.join();
-  double s = us_since(t0) / 1e6;
-  Result r;
-  r.unit = "calls/s";
-  r.samples.push_back(static_cast<double>(calls.load()) / s);
-  return r;
-}
-
-// A C loop past its deadline: how late the caller is told, and how long
-// after the kill (deadline + grace) the next call is served.
-Result hard_deadline(int n, bool spare, bool next_served) {
-  gk::Runtime rt(process_config(std::string("spare = ") + (spare ? "true" : "false")
-                                + "\n[timeouts]\ngrace = \"20ms\"\n"));
-  Result r;
-  auto budget = std::chrono::milliseconds(20);
-  for (int i = 0; i < n; ++i) {
-    must(rt.call("gk_benchmod:noop"));  // a worker is ready
-    if (spare)
-      std::this_thread::sleep_for(std::chrono::milliseconds(60));  // and so is the spare
-    auto deadline = gk::Deadline::after(budget);
-    auto v = rt.call("gk_benchmod:spin_native", {10.0}, {}, gk::RequestOptions::with_deadline(deadline));
-    if (v)
-      std::exit(1);
-    if (!next_served) {
-      r.samples.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - deadline.when()).count());
-      continue;
-    }
-    auto kill_at = deadline.when() + std::chrono::milliseconds(20);
-    must(rt.call("gk_benchmod:noop"));
-    r.samples.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - kill_at).count());
+  // Let every thread reach the gate.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  auto t0 = clock_type::now();
+  {
+    std::lock_guard<std::mutex> lk(m);
+    go = true;
   }
-  return r;
+  cv.notify_all();
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (auto& t : threads)
+    t.join();
+  run.seconds = us_since(t0) / 1e6;
+  return run;
 }
 
 // -- floors -------------------------------------------------------------------
@@ -171,6 +199,86 @@ Result floor_condvar(int n) {
   return r;
 }
 
+bool read_exactly(int fd, char* buf, std::size_t n) {
+  std::size_t got = 0;
+  while (got < n) {
+    ssize_t k = read(fd, buf + got, n - got);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      return false;
+    got += static_cast<std::size_t>(k);
+  }
+  return true;
+}
+
+bool write_all(int fd, const char* buf, std::size_t n) {
+  std::size_t put = 0;
+  while (put < n) {
+    ssize_t k = write(fd, buf + put, n - put);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      return false;
+    put += static_cast<std::size_t>(k);
+  }
+  return true;
+}
+
+// The child side of floor.socketpair: echoes 8-byte messages until EOF.
+int echo_main(int fd) {
+  char buf[8];
+  while (read_exactly(fd, buf, sizeof buf))
+    if (!write_all(fd, buf, sizeof buf))
+      return 1;
+  return 0;
+}
+
+// 8 bytes there and back between this process and a child (this very
+// program, posix_spawn'ed in its echo mode) over an AF_UNIX socketpair.
+Result floor_socketpair(int n) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    std::perror("socketpair");
+    std::exit(1);
+  }
+  constexpr int kChildFd = 100;  // dup2 clears close-on-exec on it
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, sv[1], kChildFd);
+  std::string self = "/proc/self/exe";
+  std::string fd_arg = std::to_string(kChildFd);
+  char* argv[] = {self.data(), const_cast<char*>("--echo-fd"), fd_arg.data(), nullptr};
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, self.c_str(), &fa, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(sv[1]);
+  if (rc != 0) {
+    std::cerr << "posix_spawn: " << std::strerror(rc) << "\n";
+    std::exit(1);
+  }
+  char msg[8] = {'g', 'i', 'l', 'k', 'e', 'e', 'p', 'r'};
+  char back[8];
+  auto once = [&] {
+    if (!write_all(sv[0], msg, sizeof msg) || !read_exactly(sv[0], back, sizeof back)) {
+      std::cerr << "floor.socketpair: the echo child went away\n";
+      std::exit(1);
+    }
+  };
+  for (int i = 0; i < 200; ++i)
+    once();
+  Result r;
+  for (int i = 0; i < n; ++i) {
+    auto t0 = clock_type::now();
+    once();
+    r.samples.push_back(us_since(t0));
+  }
+  close(sv[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return r;
+}
+
 Result floor_pyobject_call(int n) {
   Py_InitializeEx(0);
   PyObject* fn = PyRun_String("lambda: None", Py_eval_input, PyModule_GetDict(PyImport_AddModule("__main__")),
@@ -196,17 +304,88 @@ Result floor_pyobject_call(int n) {
 Result gk_thread_roundtrip(int n) {
   gk::Runtime rt(bench_config());
   for (int i = 0; i < 200; ++i)
-    rt.call("gk_benchmod:noop");
+    must(rt.call("gk_benchmod:noop"));
   Result r;
   for (int i = 0; i < n; ++i) {
     auto t0 = clock_type::now();
     auto v = rt.call("gk_benchmod:noop");
     r.samples.push_back(us_since(t0));
-    if (!v) {
-      std::cerr << v.error().to_string() << "\n";
-      std::exit(1);
-    }
+    must(v);
   }
+  return r;
+}
+
+// The round trip from an event-based CAF actor (request(...).then) with
+// `inflight` requests outstanding at all times: each reply sends the next
+// request. Samples are send-to-reply times; calls_per_s is the throughput.
+Result gk_actor_roundtrip(int n, int inflight) {
+  gk::Runtime rt(bench_config());
+  for (int i = 0; i < 200; ++i)
+    must(rt.call("gk_benchmod:noop"));
+  auto h = gk::runtime_actor(rt);
+
+  struct State {
+    int warmup = 0;
+    int total = 0;
+    int sent = 0;
+    int done = 0;
+    std::vector<double> samples;
+    clock_type::time_point measured_from;
+    double measured_seconds = 0;
+    std::string error;
+    std::promise<void> finished;
+    bool over = false;
+  };
+  auto st = std::make_shared<State>();
+  st->warmup = std::max(200, 4 * inflight);
+  st->total = st->warmup + n;
+  st->samples.reserve(static_cast<std::size_t>(n));
+
+  rt.system().spawn([h, st, inflight](caf::event_based_actor* self) -> caf::behavior {
+    auto send_one = std::make_shared<std::function<void()>>();
+    auto finish = [st, self, send_one](std::string error) {
+      if (st->over)
+        return;
+      st->over = true;
+      st->error = std::move(error);
+      st->measured_seconds = us_since(st->measured_from) / 1e6;
+      *send_one = nullptr;  // breaks the cycle
+      st->finished.set_value();
+      self->quit();
+    };
+    *send_one = [st, self, h, send_one, finish] {
+      auto t0 = clock_type::now();
+      st->sent++;
+      self->request(h, caf::infinite, gk::CallRequest{"gk_benchmod:noop"})
+          .then(
+              [st, t0, send_one, finish](const gk::Value&) {
+                if (st->over)
+                  return;
+                st->done++;
+                if (st->done == st->warmup)
+                  st->measured_from = clock_type::now();
+                else if (st->done > st->warmup)
+                  st->samples.push_back(us_since(t0));
+                if (st->sent < st->total)
+                  (*send_one)();
+                else if (st->done == st->total)
+                  finish("");
+              },
+              [finish](const caf::error& e) { finish(gk::from_caf_error(e).to_string()); });
+    };
+    for (int i = 0; i < inflight; ++i)
+      (*send_one)();
+    return {[](int) {}};
+  });
+  st->finished.get_future().wait();
+  if (!st->error.empty()) {
+    std::cerr << st->error << "\n";
+    std::exit(1);
+  }
+  Result r;
+  r.samples = std::move(st->samples);
+  r.extra["inflight"] = inflight;
+  r.extra["calls_per_s"] = static_cast<double>(n) / st->measured_seconds;
   return r;
 }
 
@@ -220,10 +399,79 @@ Result gk_thread_batch(int n) {
     auto t0 = clock_type::now();
     auto v = rt.batch(std::move(copy));
     r.samples.push_back(us_since(t0));  // us per 1000 == ns per call
-    if (!v)
+    if (!v) {
+      std::cerr << v.error().to_string() << "\n";
       std::exit(1);
+    }
   }
   r.extra["calls_per_s"] = 1e9 / percentile(r.samples, 0.5);
+  return r;
+}
+
+// `clients` plain host threads calling one runtime for `seconds`.
+Result gk_thread_clients(int clients, double seconds) {
+  gk::Runtime rt(bench_config());
+  for (int i = 0; i < 200; ++i)
+    must(rt.call("gk_benchmod:noop"));
+  auto run = run_clients(clients, seconds, [&] { must(rt.call("gk_benchmod:noop")); });
+  return run.result();
+}
+
+// -- gilkeeper, process isolation -----------------------------------------------
+
+Result process_roundtrip(int n, std::size_t payload) {
+  gk::Runtime rt(process_config());
+  gk::Value arg = payload ? gk::Value(gk::Bytes{std::string(payload, 'x')}) : gk::Value();
+  for (int i = 0; i < 50; ++i)
+    must(rt.call("gk_benchmod:identity", {arg}));
+  Result r;
+  for (int i = 0; i < n; ++i) {
+    auto t0 = clock_type::now();
+    auto v = rt.call("gk_benchmod:identity", {arg});
+    r.samples.push_back(us_since(t0));
+    must(v);
+  }
+  return r;
+}
+
+// Calls/s of a CPU-bound function (about 10 ms of Python each) from 4 client
+// threads for `seconds`.
+Result process_cpu(double seconds, int workers) {
+  gk::Runtime rt(process_config("workers = " + std::to_string(workers) + "\n"));
+  for (int i = 0; i < 4; ++i)
+    must(rt.call("gk_benchmod:cpu", {1000}));
+  auto run = run_clients(4, seconds, [&] { must(rt.call("gk_benchmod:cpu", {200000})); });
+  auto r = run.result();
+  r.unit = "us";
+  r.extra["workers"] = workers;
+  return r;
+}
+
+// A C loop past its deadline: how late the caller is told, and how long
+// after the kill (deadline + grace) the next call is served.
+Result hard_deadline(int n, bool spare, bool next_served) {
+  gk::Runtime rt(process_config(std::string("spare = ") + (spare ? "true" : "false")
+                                + "\n[timeouts]\ngrace = \"20ms\"\n"));
+  Result r;
+  auto budget = std::chrono::milliseconds(20);
+  for (int i = 0; i < n; ++i) {
+    must(rt.call("gk_benchmod:noop"));  // a worker is ready
+    if (spare)
+      std::this_thread::sleep_for(std::chrono::milliseconds(60));  // and so is the spare
+    auto deadline = gk::Deadline::after(budget);
+    auto v = rt.call("gk_benchmod:spin_native", {10.0}, {}, gk::RequestOptions::with_deadline(deadline));
+    if (v) {
+      std::cerr << "iteration " << i << ": spin_native returned a value past its deadline\n";
+      std::exit(1);
+    }
+    if (!next_served) {
+      r.samples.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - deadline.when()).count());
+      continue;
+    }
+    auto kill_at = deadline.when() + std::chrono::milliseconds(20);
+    must(rt.call("gk_benchmod:noop"));
+    r.samples.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - kill_at).count());
+  }
   return r;
 }
 
@@ -238,7 +486,8 @@ Result gk_deadline(int n, const std::string& target, bool interrupt_latency) {
     auto v = rt.call(target, {}, {}, gk::RequestOptions::with_deadline(deadline));
     double late_us = std::chrono::duration<double, std::micro>(clock_type::now() - deadline.when()).count();
     if (v || v.error().code != gk::ErrorCode::deadline_exceeded) {
-      std::cerr << "expected deadline_exceeded\n";
+      std::cerr << "iteration " << i << ": expected deadline_exceeded, got "
+                << (v ? std::string("a value") : v.error().to_string()) << "\n";
       std::exit(1);
     }
     if (!interrupt_latency) {
@@ -246,8 +495,11 @@ Result gk_deadline(int n, const std::string& target, bool interrupt_latency) {
       continue;
     }
     auto caught = rt.call("gk_benchmod:last_caught");
-    if (!caught || caught->is_null())
+    if (!caught || caught->is_null()) {
+      std::cerr << "iteration " << i << ": the interrupted code did not record when it was interrupted: "
+                << (caught ? std::string("null") : caught.error().to_string()) << "\n";
       std::exit(1);
+    }
     double caught_s = caught->as_double();
     double deadline_s = std::chrono::duration<double>(deadline.when().time_since_epoch()).count();
     r.samples.push_back((caught_s - deadline_s) * 1e6);
@@ -255,40 +507,167 @@ Result gk_deadline(int n, const std::string& target, bool interrupt_latency) {
   return r;
 }
 
+// -- peers: host threads taking the GIL themselves --------------------------------
+//
+// The interpreter is initialised on the main thread, which then drops the
+// GIL; `threads` host threads each loop on: take the GIL, call a trivial
+// Python function, drop the GIL. A host thread has no Python thread state of
+// its own, so each PyGILState_Ensure creates one and the matching Release
+// destroys it (this is what a host that "just takes the GIL" pays).
+
+const char* kNoopSource = "def noop():\n    return None\n";
+
+PyObject* define_noop() {
+  PyObject* globals = PyModule_GetDict(PyImport_AddModule("__main__"));
+  PyObject* r = PyRun_String(kNoopSource, Py_file_input, globals, globals);
+  if (!r) {
+    PyErr_Print();
+    std::exit(1);
+  }
+  Py_DECREF(r);
+  PyObject* fn = PyDict_GetItemString(globals, "noop");
+  Py_INCREF(fn);
+  return fn;
+}
+
+// One thread: `n` round trips. Several: every thread for `seconds`.
+Result peer_gilstate(int threads, int n, double seconds) {
+  Py_InitializeEx(0);
+  PyObject* fn = define_noop();
+  PyObject* args = PyTuple_New(0);
+  PyThreadState* main_state = PyEval_SaveThread();
+  auto call = [&] {
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyObject* res = PyObject_Call(fn, args, nullptr);
+    if (!res) {
+      PyErr_Print();
+      std::exit(1);
+    }
+    Py_DECREF(res);
+    PyGILState_Release(g);
+  };
+  Result r;
+  if (threads == 1) {
+    std::thread t([&] {
+      for (int i = 0; i < 200; ++i)
+        call();
+      for (int i = 0; i < n; ++i) {
+        auto t0 = clock_type::now();
+        call();
+        r.samples.push_back(us_since(t0));
+      }
+    });
+    t.join();
+  } else {
+    r = run_clients(threads, seconds, call).result();
+  }
+  PyEval_RestoreThread(main_state);
+  Py_DECREF(args);
+  Py_DECREF(fn);
+  Py_FinalizeEx();
+  return r;
+}
+
+#ifdef GK_BENCH_HAVE_PYBIND11
+namespace py = pybind11;
+
+// The same through pybind11: `py::gil_scoped_acquire` + `fn()`.
+Result peer_pybind11(int threads, int n, double seconds) {
+  py::scoped_interpreter interp(false);
+  Result r;
+  {
+    py::dict globals = py::globals();
+    py::exec(kNoopSource, globals);
+    py::object fn = globals["noop"];
+    py::gil_scoped_release released;
+    auto call = [&] {
+      py::gil_scoped_acquire gil;
+      fn();
+    };
+    if (threads == 1) {
+      std::thread t([&] {
+        for (int i = 0; i < 200; ++i)
+          call();
+        for (int i = 0; i < n; ++i) {
+          auto t0 = clock_type::now();
+          call();
+          r.samples.push_back(us_since(t0));
+        }
+      });
+      t.join();
+    } else {
+      r = run_clients(threads, seconds, call).result();
+    }
+  }
+  return r;
+}
+#endif
+
+// -- output -------------------------------------------------------------------
+
 void print(const std::string& figure, const Result& r) {
   std::printf("{\"figure\": \"%s\", \"unit\": \"%s\", \"median\": %.3f, \"p99\": %.3f, \"iterations\": %zu",
               figure.c_str(), r.unit.c_str(), percentile(r.samples, 0.5), percentile(r.samples, 0.99),
               r.samples.size());
   for (auto& [k, v] : r.extra)
     std::printf(", \"%s\": %.3f", k.c_str(), v);
+  std::vector<double> shown = r.samples;
+  if (shown.size() > kMaxPrintedSamples) {
+    // Evenly spaced quantiles: the distribution, not the time series.
+    std::sort(shown.begin(), shown.end());
+    std::vector<double> q;
+    q.reserve(kMaxPrintedSamples);
+    for (std::size_t i = 0; i < kMaxPrintedSamples; ++i)
+      q.push_back(shown[i * (shown.size() - 1) / (kMaxPrintedSamples - 1)]);
+    shown.swap(q);
+    std::printf(", \"samples_are_quantiles\": true");
+  }
   std::printf(", \"samples\": [");
-  for (std::size_t i = 0; i < r.samples.size(); ++i)
-    std::printf("%s%.3f", i ? ", " : "", r.samples[i]);
+  for (std::size_t i = 0; i < shown.size(); ++i)
+    std::printf("%s%.3f", i ? ", " : "", shown[i]);
   std::printf("]}\n");
 }
 
 } // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 3 && std::strcmp(argv[1], "--echo-fd") == 0)
+    return echo_main(std::atoi(argv[2]));
   if (argc < 2) {
-    std::cerr << "usage: gk_bench FIGURE [--iterations N]\n";
+    std::cerr << "usage: gk_bench FIGURE [--iterations N] [--seconds S]\n       gk_bench --list\n";
     return 2;
   }
   std::string figure = argv[1];
   int n = 10000;
-  for (int i = 2; i + 1 < argc; ++i)
+  double seconds = 2.0;
+  for (int i = 2; i + 1 < argc; ++i) {
     if (std::strcmp(argv[i], "--iterations") == 0)
       n = std::atoi(argv[i + 1]);
+    else if (std::strcmp(argv[i], "--seconds") == 0)
+      seconds = std::atof(argv[i + 1]);
+  }
 
   std::map<std::string, std::function<Result()>> figures = {
       {"floor.condvar", [&] { return floor_condvar(n); }},
+      {"floor.socketpair", [&] { return floor_socketpair(n); }},
       {"floor.pyobject_call", [&] { return floor_pyobject_call(n); }},
       {"thread.roundtrip", [&] { return gk_thread_roundtrip(n); }},
+      {"thread.actor.inflight1", [&] { return gk_actor_roundtrip(n, 1); }},
+      {"thread.actor.inflight64", [&] { return gk_actor_roundtrip(n, 64); }},
       {"thread.batch1000", [&] { return gk_thread_batch(n); }},
+      {"thread.clients32", [&] { return gk_thread_clients(32, seconds); }},
       {"process.roundtrip", [&] { return process_roundtrip(n, 0); }},
       {"process.bytes1MiB", [&] { return process_roundtrip(n, 1 << 20); }},
-      {"process.cpu.1worker", [&] { return process_cpu(n, 1); }},
-      {"process.cpu.2workers", [&] { return process_cpu(n, 2); }},
+      {"process.cpu.1worker", [&] { return process_cpu(seconds, 1); }},
+      {"process.cpu.2workers", [&] { return process_cpu(seconds, 2); }},
+      {"peer.gilstate.1thread", [&] { return peer_gilstate(1, n, seconds); }},
+      {"peer.gilstate.8threads", [&] { return peer_gilstate(8, n, seconds); }},
+      {"peer.gilstate.32threads", [&] { return peer_gilstate(32, n, seconds); }},
+#ifdef GK_BENCH_HAVE_PYBIND11
+      {"peer.pybind11.1thread", [&] { return peer_pybind11(1, n, seconds); }},
+      {"peer.pybind11.8threads", [&] { return peer_pybind11(8, n, seconds); }},
+      {"peer.pybind11.32threads", [&] { return peer_pybind11(32, n, seconds); }},
+#endif
       {"deadline.hard.told_late", [&] { return hard_deadline(n, true, false); }},
       {"deadline.hard.next_served.spare", [&] { return hard_deadline(n, true, true); }},
       {"deadline.hard.next_served.nospare", [&] { return hard_deadline(n, false, true); }},

@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include <sys/stat.h>
+
 namespace gk::cli {
 
 namespace {
@@ -138,6 +140,8 @@ public:
     return true;
   }
 
+  void flush() { std::fflush(file_); }
+
   void write_line(const std::string& text) {
     std::fwrite(text.data(), 1, text.size(), file_);
     std::fputc('\n', file_);
@@ -233,11 +237,21 @@ public:
   // False when reading failed.
   bool process(std::FILE* input) {
     started_ = steady::now();
+    // From a pipe or a terminal, records may trickle in: hand the results on
+    // before waiting for more input, not only when a buffer fills.
+    struct stat st {};
+    bool trickles = ::fstat(::fileno(input), &st) != 0 || !S_ISREG(st.st_mode);
     char* buffer = nullptr;
     std::size_t capacity = 0;
     ssize_t n;
     std::uint64_t line = 0;
-    while ((n = ::getline(&buffer, &capacity, input)) != -1) {
+    for (;;) {
+      if (trickles && input_buffer_empty(input)) {
+        output_.flush();
+        errors_.flush();
+      }
+      if ((n = ::getline(&buffer, &capacity, input)) == -1)
+        break;
       ++line;
       std::string_view text(buffer, static_cast<std::size_t>(n));
       while (!text.empty() && (text.back() == '\n' || text.back() == '\r'))
@@ -254,6 +268,9 @@ public:
   }
 
   bool any_failed() const noexcept { return failed_ > 0; }
+
+  /// Interpreters the runtime replaced during the run (process isolation).
+  void set_workers_restarted(std::uint64_t n) noexcept { workers_restarted_ = n; }
 
   // The human summary (stderr).
   void print_summary() const {
@@ -273,6 +290,8 @@ public:
                    s.latency.percentile_ms(0.99));
     std::fprintf(stderr, "  deadline misses: queued %llu, soft %llu, hard %llu\n", ull(missed_[1]),
                  ull(missed_[2]), ull(missed_[3]));
+    if (workers_restarted_ > 0)
+      std::fprintf(stderr, "  workers restarted: %llu\n", ull(workers_restarted_));
     std::fprintf(stderr, "  errors: %s (%llu %s)\n", absolute(errors_.path()).c_str(),
                  ull(errors_.lines()), errors_.lines() == 1 ? "line" : "lines");
   }
@@ -288,8 +307,7 @@ public:
       codes[code] = n;
     j["by_code"] = std::move(codes);
     j["elapsed_s"] = elapsed_seconds();
-    // Thread isolation never restarts an interpreter.
-    j["workers_restarted"] = 0;
+    j["workers_restarted"] = workers_restarted_;
     Json stages = Json::object();
     for (auto& s : stages_) {
       Json one = Json::object();
@@ -303,6 +321,11 @@ public:
   }
 
 private:
+  // True when the next read of `input` has to wait for the OS (glibc).
+  static bool input_buffer_empty(std::FILE* input) {
+    return input->_IO_read_ptr >= input->_IO_read_end;
+  }
+
   static unsigned long long ull(std::uint64_t n) { return static_cast<unsigned long long>(n); }
 
   double elapsed_seconds() const { return std::chrono::duration<double>(elapsed_).count(); }
@@ -384,6 +407,7 @@ private:
   std::map<std::string, std::uint64_t> by_code_;
   // Indexed by DeadlinePhase: none, queued, soft, hard.
   std::uint64_t missed_[4] = {0, 0, 0, 0};
+  std::uint64_t workers_restarted_ = 0;
   steady::time_point started_;
   steady::duration elapsed_{};
 };
@@ -459,6 +483,7 @@ int run_job(const RunOptions& options) {
 
   JobRun run(*rt, job, output, errors);
   bool read_ok = run.process(input);
+  run.set_workers_restarted(rt->stats().restarts);
   if (!read_ok)
     say("reading the input " + options.input + " failed: " + std::strerror(errno));
   bool written = output.close("output") & errors.close("errors");

@@ -1,14 +1,14 @@
 // gilkeeper: the command line. `gilkeeper run JOB.toml` runs a pipeline of
 // Python callables over JSONL records; `gilkeeper check JOB.toml` validates a
 // job. See docs/cli.md.
-#include "gilkeeper/actors/worker.hpp"
-#include <cstdio>
-#include <cstdlib>
 #include "job_runner.hpp"
+
+#include "gilkeeper/actors/worker.hpp"
 
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <string>
 

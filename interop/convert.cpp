@@ -344,6 +344,17 @@ Error fetch_python_error() {
     e.code = ErrorCode::deadline_exceeded;
     e.phase = DeadlinePhase::soft;
   }
+  // A capability denial that escaped: `where` is the rule the hook named
+  // (`capabilities.deny_modules: ctypes`); type, message and traceback stay.
+  PyObject* denied_type = capability_denied_type();
+  if (denied_type && t && PyObject_IsSubclass(t.get(), denied_type) == 1) {
+    e.code = ErrorCode::capability_denied;
+    PyRef rule = v ? PyRef::steal(PyObject_GetAttrString(v.get(), "rule")) : PyRef();
+    if (rule && PyUnicode_Check(rule.get()))
+      e.where = str_of(rule.get());
+    else
+      e.where = "capabilities";
+  }
   PyErr_Clear();
   return e;
 }

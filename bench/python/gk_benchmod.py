@@ -43,3 +43,14 @@ def cpu(n):
 def spin_native(seconds):
     import gk_testext
     return gk_testext.spin(seconds)
+
+
+# For the pebble peers (run in pebble's worker processes; they end by being
+# killed).
+def spin_forever():
+    while True:
+        pass
+
+
+def sleep_long():
+    time.sleep(30)

@@ -3,15 +3,16 @@
 Only modules that are loaded at start-up are imported at the top, so that a
 test with allow_modules can import this module; everything else is imported
 where it is used.
+(The gilkeeper module exists only inside the runtime, not in the processes
+multiprocessing starts, hence imported where it is used too.)
 """
 import sys
-
-import gilkeeper
 
 
 def attempt(fn, *args):
     """Runs fn(*args); returns "ok: <result>" or "denied: <message>" when a
     capability rule raised gilkeeper.CapabilityDenied (caught here)."""
+    import gilkeeper
     try:
         return "ok: " + str(fn(*args))
     except gilkeeper.CapabilityDenied as e:
@@ -78,6 +79,7 @@ def connect(host, port):
         s.connect((host, port))
         return "connected"
     except (ConnectionRefusedError, TimeoutError, OSError) as e:
+        import gilkeeper
         if isinstance(e, gilkeeper.CapabilityDenied):
             raise
         return "network error: " + type(e).__name__
