@@ -479,8 +479,12 @@ Result hard_deadline(int n, bool spare, bool next_served) {
 // deadline the Python code was actually interrupted.
 Result gk_deadline(int n, const std::string& target, bool interrupt_latency) {
   gk::Runtime rt(bench_config());
+  // Import the module first: an import that outlives the 5 ms budget (on a
+  // loaded machine) would take the interrupt instead of the code measured.
+  must(rt.call("gk_benchmod:noop"));
   Result r;
   auto budget = std::chrono::milliseconds(5);
+  int queued = 0;
   for (int i = 0; i < n; ++i) {
     auto deadline = gk::Deadline::after(budget);
     auto v = rt.call(target, {}, {}, gk::RequestOptions::with_deadline(deadline));
@@ -494,16 +498,26 @@ Result gk_deadline(int n, const std::string& target, bool interrupt_latency) {
       r.samples.push_back(late_us);
       continue;
     }
+    if (v.error().phase == gk::DeadlinePhase::queued && queued < n) {
+      // On a loaded machine (a parallel test run) the 5 ms budget can pass
+      // before the call starts: nothing was interrupted. Count it, go again.
+      ++queued;
+      --i;
+      continue;
+    }
     auto caught = rt.call("gk_benchmod:last_caught");
     if (!caught || caught->is_null()) {
       std::cerr << "iteration " << i << ": the interrupted code did not record when it was interrupted: "
-                << (caught ? std::string("null") : caught.error().to_string()) << "\n";
+                << (caught ? std::string("null") : caught.error().to_string()) << "; the call said "
+                << v.error().to_string() << "\n";
       std::exit(1);
     }
     double caught_s = caught->as_double();
     double deadline_s = std::chrono::duration<double>(deadline.when().time_since_epoch()).count();
     r.samples.push_back((caught_s - deadline_s) * 1e6);
   }
+  if (interrupt_latency)
+    r.extra["missed_queued"] = queued;
   return r;
 }
 

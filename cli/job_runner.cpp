@@ -223,14 +223,32 @@ bool retryable(ErrorCode code) {
 struct StageStats {
   std::string name;
   LatencyHistogram latency;
+  // How long a call that expired in the queue (it never ran) may be sent
+  // again; zero: never.
+  std::chrono::nanoseconds resend_window{0};
 };
+
+// A call that expired in the queue never ran: it waited behind a call stuck
+// past its own deadline. Such a call is sent again, with a fresh deadline,
+// until the runtime has dealt with the stuck one: killed it (process
+// isolation) or declared itself wedged (thread isolation), which happens at
+// most `[timeouts].grace` after we were told of the stuck call's deadline.
+// The window adds one more timeout so that one attempt starts after that.
+// A timeout under a millisecond (or "none") gets no resends: with it a call
+// can expire in the queue without anything being stuck.
+std::chrono::nanoseconds resend_window(const Config& job, const StageConfig& stage) {
+  Timeout t = stage.timeout ? *stage.timeout : resolve_timeout(job.timeouts, "call", stage.call);
+  if (t.infinite || t.value < std::chrono::milliseconds(1))
+    return std::chrono::nanoseconds(0);
+  return job.timeouts.grace + t.value;
+}
 
 class JobRun {
 public:
   JobRun(Runtime& rt, const Config& job, LineFile& output, LineFile& errors)
     : rt_(rt), job_(job), output_(output), errors_(errors) {
     for (auto& s : job.stages)
-      stages_.push_back(StageStats{s.name, {}});
+      stages_.push_back(StageStats{s.name, {}, resend_window(job, s)});
   }
 
   // Reads every line of `input` and sends each record through the stages.
@@ -357,24 +375,35 @@ private:
   }
 
   // One call of stage `index` with the record's current value, retried as
-  // the stage allows. The runtime applies the stage's timeout to each call.
+  // the stage allows, and sent again when it expired in the queue (see
+  // resend_window). The runtime applies the stage's timeout to each call.
   Expected<Value> call_stage(std::size_t index, Value value) {
     const StageConfig& stage = job_.stages[index];
-    for (int attempt = 0;; ++attempt) {
-      bool last = attempt >= stage.retries;
+    StageStats& stats = stages_[index];
+    int retries_left = stage.retries;
+    bool may_send_again = retries_left > 0 || stats.resend_window.count() > 0;
+    auto first_sent = steady::now();
+    for (;;) {
       List args;
-      args.push_back(last ? std::move(value) : value);
+      args.push_back(may_send_again ? value : std::move(value));
       CallRequest request(stage.call, std::move(args));
       auto t0 = steady::now();
       auto result = rt_.call(std::move(request), stage.timeout);
-      stages_[index].latency.add(steady::now() - t0);
+      auto t1 = steady::now();
+      stats.latency.add(t1 - t0);
       if (result)
         return result;
       const Error& e = result.error();
       if (e.code == ErrorCode::deadline_exceeded)
         ++missed_[static_cast<std::size_t>(e.phase) & 3];
-      if (last || !retryable(e.code))
+      if (e.code == ErrorCode::deadline_exceeded && e.phase == DeadlinePhase::queued
+          && t1 - first_sent < stats.resend_window)
+        continue;
+      if (retries_left == 0 || !retryable(e.code))
         return result;
+      --retries_left;
+      may_send_again = retries_left > 0 || stats.resend_window.count() > 0;
+      first_sent = steady::now();
     }
   }
 

@@ -135,6 +135,7 @@ public:
 
   struct Impl;
   const Impl& impl() const noexcept { return *impl_; }
+  Impl& impl() noexcept { return *impl_; }
 
 private:
   std::unique_ptr<Impl> impl_;

@@ -304,7 +304,7 @@ TEST_CASE("the errors file defaults to <output>.errors.jsonl, or ./errors.jsonl 
   }
 }
 
-TEST_CASE("NaN and inf results are conversion errors naming where they sit; bytes become base64", "[cli][json]") {
+TEST_CASE("NaN and inf results are conversion errors naming where they sit, bytes become base64", "[cli][json]") {
   auto dir = gk::test::temp_dir();
   write_file(dir + "/in.jsonl", "{\"kind\": \"nan\"}\n"
                                 "{\"kind\": \"bytes\"}\n"
@@ -392,4 +392,31 @@ TEST_CASE("the example enrichment job runs: malformed lines and raising records 
   REQUIRE(errors.size() == 5);
   CHECK(errors[1]["error"]["type"] == "enrich.InvalidReview");
   CHECK(errors[1]["error"]["stage"] == "parse");
+}
+
+TEST_CASE("with process isolation a record stuck in native code or crashing fails alone, its neighbours succeed", "[cli][deadline][process]") {
+  auto dir = gk::test::temp_dir();
+  write_file(dir + "/job.toml", std::string("[python]\npath = [\"") + kData + "\", \"" + GK_TEST_EXT_DIR
+                                    + "\"]\n[runtime]\nisolation = \"process\"\n[timeouts]\ngrace = \"300ms\"\n"
+                                      "[[stage]]\nname = \"native\"\ncall = \"gk_cli_stages:native\"\ntimeout = \"200ms\"\n");
+  write_file(dir + "/in.jsonl", "{\"id\": 1}\n{\"id\": 2, \"spin\": 5}\n{\"id\": 3}\n{\"id\": 4, \"crash\": true}\n{\"id\": 5}\n");
+  auto r = run_cli(dir, "run job.toml --input in.jsonl --output out.jsonl --summary-json s.json");
+  INFO("stderr: " << r.err);
+  CHECK(r.status == 3);
+  CHECK(r.seconds < 4.0);
+  // Record 3 waited behind the stuck call, expired in the queue without
+  // running, and was sent again once the stuck worker was killed.
+  std::vector<Json> expected_out = {Json{{"line", 1}, {"value", 1}}, Json{{"line", 3}, {"value", 3}},
+                                    Json{{"line", 5}, {"value", 5}}};
+  CHECK(jsonl(gk::test::read_file(dir + "/out.jsonl")) == expected_out);
+  auto errors = jsonl(gk::test::read_file(dir + "/out.jsonl.errors.jsonl"));
+  REQUIRE(errors.size() == 2);
+  CHECK(errors[0]["line"] == 2);
+  CHECK(errors[0]["error"]["code"] == "deadline_exceeded");
+  CHECK(errors[0]["error"]["phase"] != "");
+  CHECK(errors[1]["line"] == 4);
+  CHECK(errors[1]["error"]["code"] == "worker_crashed");
+  CHECK(errors[1]["error"]["stage"] == "native");
+  Json summary = Json::parse(gk::test::read_file(dir + "/s.json"));
+  CHECK(summary["workers_restarted"].get<int>() >= 2);
 }

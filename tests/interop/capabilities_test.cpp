@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <dirent.h>
+#include <sched.h>
 #include <fstream>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -234,4 +235,282 @@ attempt('after all that', lambda: __import__('ctypes'))
   CHECK(contains(results[9], "(denying \"ctypes\" also denies \"_ctypes\")"));
   CHECK(rt.eval("'ctypes' in __import__('sys').modules or '_ctypes' in __import__('sys').modules")->as_bool()
         == false);
+}
+
+TEST_CASE("capabilities: allow_modules admits listed modules and what the standard library needs, nothing else",
+          "[capabilities][modules]") {
+  Runtime rt(test::test_config("[capabilities]\nallow_modules = [\"gk_capmod\", \"json\", \"decimal\", \"pickle\"]\n"));
+  // Listed modules import, with the stdlib modules and extensions they use.
+  CHECK(str(rt.call("gk_capmod:try_import", {"json"})) == "ok: json");
+  CHECK(str(rt.call("gk_capmod:try_import", {"decimal"})) == "ok: decimal");
+  CHECK(rt.eval("__import__('json').dumps({'a': [1, 2]})")->as_string() == "{\"a\": [1, 2]}");
+  // Modules loaded during start-up stay importable.
+  CHECK(rt.exec("import os, sys, signal, traceback, re, functools").has_value());
+
+  // Not listed: denied, caught in Python...
+  CHECK(str(rt.call("gk_capmod:try_import", {"csv"}))
+        == "denied: capability denied by capabilities.allow_modules: import of \"csv\" (not in allow_modules; "
+           "imported by gk_capmod (" GK_TEST_PYTHON_DIR "/gk_capmod.py))");
+  // ...and at the host, whether the runtime or __main__ imports it.
+  check_denied(rt.import_module("csv"), "capabilities.allow_modules: csv",
+               "import of \"csv\" (not in allow_modules; imported by the runtime (a request's target))");
+  check_denied(rt.call("csv:reader", {List{}}), "capabilities.allow_modules: csv", "import of \"csv\"");
+  check_denied(rt.exec("import socket"), "capabilities.allow_modules: socket", "imported by __main__");
+
+  // Helpers that import on their caller's behalf do not lend their trust.
+  auto results = run_attempts(rt, R"PY(
+import importlib, pickle
+attempt('import_module', lambda: importlib.import_module('csv'))
+attempt('C pickle', lambda: pickle.loads(b'ccsv\nreader\n.'))
+attempt('Python pickle', lambda: pickle._loads(b'ccsv\nreader\n.'))
+attempt('__import__ computed', lambda: __import__('c' + 'sv'))
+)PY");
+  REQUIRE(results.size() == 4);
+  for (auto& line : results) {
+    INFO(line);
+    CHECK(contains(line, ": denied: capability denied by capabilities.allow_modules: import of \"csv\""));
+    CHECK(contains(line, "imported by __main__"));
+  }
+  CHECK(rt.eval("'csv' in __import__('sys').modules")->as_bool() == false);
+}
+
+TEST_CASE("capabilities: native_extensions = \"deny\" stops compiled extensions but not the standard library's",
+          "[capabilities][native]") {
+  Runtime rt(test::test_config("[capabilities]\nnative_extensions = \"deny\"\n"));
+  // The standard library's own extension modules are part of Python.
+  CHECK(str(rt.call("gk_capmod:try_import", {"json"})) == "ok: json");
+  CHECK(str(rt.call("gk_capmod:try_import", {"_decimal"})) == "ok: _decimal");
+
+  auto caught = str(rt.call("gk_capmod:try_import", {"gk_testext"}));
+  CHECK(contains(caught, "denied: capability denied by capabilities.native_extensions: loading the native "
+                         "extension \"gk_testext\" from " GK_TEST_EXT_DIR "/gk_testext"));
+  CHECK(contains(caught, "(native_extensions = \"deny\")"));
+  check_denied(rt.import_module("gk_testext"), "capabilities.native_extensions: gk_testext",
+               "loading the native extension \"gk_testext\"");
+  // The FFI is native code whatever its directory.
+  check_denied(rt.import_module("ctypes"), "capabilities.native_extensions: _ctypes",
+               "loading the native extension \"_ctypes\"");
+  // Loading the file under another name does not help.
+  auto results = run_attempts(rt, R"PY(
+import importlib.util, glob
+path = glob.glob(')PY" GK_TEST_EXT_DIR R"PY(/gk_testext*.so')[0]
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    importlib.util.module_from_spec(spec)
+attempt('spec renamed', lambda: load('pkg.gk_testext'))
+)PY");
+  REQUIRE(results.size() == 1);
+  CHECK(contains(results[0], "spec renamed: denied: capability denied by capabilities.native_extensions"));
+}
+
+TEST_CASE("capabilities: native_extensions = \"allowlist\" loads only the listed extensions",
+          "[capabilities][native]") {
+  Runtime rt(test::test_config("[capabilities]\nnative_extensions = \"allowlist\"\nallow_native = [\"gk_testext\"]\n"));
+  CHECK(str(rt.call("gk_capmod:try_import", {"gk_testext"})) == "ok: gk_testext");
+  CHECK(str(rt.call("gk_capmod:try_import", {"json"})) == "ok: json");
+  auto caught = str(rt.call("gk_capmod:try_import", {"_ctypes"}));
+  CHECK(contains(caught, "denied: capability denied by capabilities.native_extensions: loading the native "
+                         "extension \"_ctypes\""));
+  CHECK(contains(caught, "(not in allow_native)"));
+  check_denied(rt.import_module("ctypes"), "capabilities.native_extensions: _ctypes", "(not in allow_native)");
+}
+
+TEST_CASE("capabilities: subprocess = \"deny\" stops Popen, os.system, posix_spawn, exec and multiprocessing",
+          "[capabilities][subprocess]") {
+  Runtime rt(test::test_config("[capabilities]\nsubprocess = \"deny\"\n"));
+  CHECK(str(rt.call("gk_capmod:try_subprocess"))
+        == "denied: capability denied by capabilities.subprocess: subprocess.Popen of \"/bin/true\"");
+  check_denied(rt.call("gk_capmod:system_true"), "capabilities.subprocess: os.system",
+               "capability denied by capabilities.subprocess: os.system of \"true\"");
+  auto results = run_attempts(rt, R"PY(
+import os
+attempt('posix_spawn', lambda: os.posix_spawn('/bin/true', ['true'], {}))
+attempt('posix_spawnp', lambda: os.posix_spawnp('true', ['true'], {}))
+attempt('execv', lambda: os.execv('/bin/true', ['true']))
+attempt('popen', lambda: os.popen('true').read())
+)PY");
+  REQUIRE(results.size() == 4);
+  for (auto& line : results) {
+    INFO(line);
+    CHECK(contains(line, ": denied: capability denied by capabilities.subprocess: "));
+  }
+  // multiprocessing starts its processes without an audit event of its own;
+  // gilkeeper's default makes that visible to the rule.
+  check_denied(rt.call("gk_capmod:pool_map", {2}), "capabilities.subprocess: subprocess.Popen",
+               "capability denied by capabilities.subprocess: subprocess.Popen of \"/usr/bin/python3\"");
+  CHECK(child_processes().empty());
+}
+
+TEST_CASE("capabilities: network = false allows AF_UNIX sockets only", "[capabilities][network]") {
+  Runtime rt(test::test_config("[capabilities]\nnetwork = false\n"));
+  CHECK(str(rt.call("gk_capmod:unix_socketpair")) == "hi");
+  CHECK(str(rt.call("gk_capmod:try_connect", {"127.0.0.1", 9}))
+        == "denied: capability denied by capabilities.network: creating a socket of AF_INET (network = false)");
+  check_denied(rt.call("gk_capmod:connect", {"127.0.0.1", 9}), "capabilities.network: socket(AF_INET)",
+               "creating a socket of AF_INET");
+  check_denied(rt.eval("__import__('socket').getaddrinfo('localhost', 80)"), "capabilities.network: localhost",
+               "socket.getaddrinfo of \"localhost\" (network = false)");
+}
+
+TEST_CASE("capabilities: network = \"loopback\" reaches 127.0.0.0/8 and ::1 only", "[capabilities][network]") {
+  Runtime rt(test::test_config("[capabilities]\nnetwork = \"loopback\"\n"));
+  CHECK(str(rt.call("gk_capmod:loopback_echo")) == "ping");
+  CHECK(str(rt.call("gk_capmod:try_connect", {"127.0.0.1", 9})) == "ok: network error: ConnectionRefusedError");
+  CHECK(contains(str(rt.call("gk_capmod:try_connect", {"::1", 9})), "ok: network error: "));
+  CHECK(str(rt.call("gk_capmod:try_connect", {"10.255.255.1", 9}))
+        == "denied: capability denied by capabilities.network: socket.connect to ('10.255.255.1', 9) (network = "
+           "\"loopback\": only 127.0.0.0/8, ::1 and localhost)");
+  check_denied(rt.call("gk_capmod:connect", {"192.0.2.1", 80}), "capabilities.network: ('192.0.2.1', 80)",
+               "socket.connect to ('192.0.2.1', 80)");
+  auto results = run_attempts(rt, R"PY(
+import socket
+attempt('dns', lambda: socket.getaddrinfo('example.com', 80))
+attempt('gethostbyname', lambda: socket.gethostbyname('example.com'))
+def bind_all():
+    with socket.socket() as s:
+        s.bind(('', 0))
+attempt('bind all interfaces', bind_all)
+def udp():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b'x', ('8.8.8.8', 53))
+attempt('udp sendto', udp)
+attempt('raw packet socket', lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW))
+attempt('loopback lookup', lambda: socket.getaddrinfo('localhost', 80))
+)PY");
+  REQUIRE(results.size() == 6);
+  for (std::size_t i = 0; i < 5; ++i) {
+    INFO(results[i]);
+    CHECK(contains(results[i], ": denied: capability denied by capabilities.network: "));
+  }
+  CHECK(results[5] == "loopback lookup: allowed");
+}
+
+TEST_CASE("capabilities: write_paths confines writes to the listed directories", "[capabilities][write]") {
+  const std::string inside = test::temp_dir();
+  const std::string outside = test::temp_dir();
+  std::ofstream(outside + "/existing") << "keep";
+  REQUIRE(symlink(outside.c_str(), (inside + "/dirlink").c_str()) == 0);
+  REQUIRE(symlink((outside + "/existing").c_str(), (inside + "/filelink").c_str()) == 0);
+  REQUIRE(symlink((outside + "/created").c_str(), (inside + "/dangling").c_str()) == 0);
+
+  Runtime rt(test::test_config("[capabilities]\nwrite_paths = [\"" + inside + "\"]\n"));
+  CHECK(str(rt.call("gk_capmod:try_write", {inside + "/a.txt"})) == "ok: " + inside + "/a.txt");
+  CHECK(str(rt.call("gk_capmod:read_file", {outside + "/existing"})) == "keep");
+  CHECK(str(rt.call("gk_capmod:try_write", {"/dev/null"})) == "ok: /dev/null");
+  CHECK(str(rt.call("gk_capmod:try_write", {outside + "/b.txt"}))
+        == "denied: capability denied by capabilities.write_paths: open for writing of \"" + outside
+               + "/b.txt\" (not under write_paths)");
+  check_denied(rt.call("gk_capmod:write_file", {outside + "/b.txt"}), "capabilities.write_paths: " + outside + "/b.txt",
+               "open for writing of \"" + outside + "/b.txt\"");
+
+  auto results = run_attempts(rt, "INSIDE = '" + inside + "'\nOUTSIDE = '" + outside + "'\n" + R"PY(
+import os, shutil, sqlite3, tempfile
+def write(path, mode='w'):
+    with open(path, mode) as f:
+        f.write('x')
+attempt('dot-dot', lambda: write(INSIDE + '/../' + os.path.basename(OUTSIDE) + '/c'))
+attempt('symlinked dir', lambda: write(INSIDE + '/dirlink/c'))
+attempt('symlinked file', lambda: write(INSIDE + '/filelink', 'a'))
+attempt('dangling symlink', lambda: write(INSIDE + '/dangling'))
+attempt('read-write open', lambda: open(OUTSIDE + '/existing', 'r+').close())
+attempt('os.open', lambda: os.close(os.open(OUTSIDE + '/d', os.O_WRONLY | os.O_CREAT)))
+attempt('remove', lambda: os.remove(OUTSIDE + '/existing'))
+attempt('rename out', lambda: os.rename(INSIDE + '/a.txt', OUTSIDE + '/a.txt'))
+attempt('link in', lambda: os.link(OUTSIDE + '/existing', INSIDE + '/hard'))
+attempt('mkdir', lambda: os.mkdir(OUTSIDE + '/dir'))
+attempt('chmod', lambda: os.chmod(OUTSIDE + '/existing', 0o777))
+attempt('rmtree', lambda: shutil.rmtree(OUTSIDE))
+attempt('sqlite', lambda: sqlite3.connect(OUTSIDE + '/db.sqlite'))
+attempt('mkstemp', lambda: tempfile.mkstemp(dir=OUTSIDE))
+def unlink_at():
+    fd = os.open(OUTSIDE, os.O_RDONLY)
+    try:
+        os.unlink('existing', dir_fd=fd)
+    finally:
+        os.close(fd)
+attempt('unlink with dir_fd', unlink_at)
+# Allowed: inside, through any path that lands inside.
+attempt('inside via dot-dot', lambda: write(INSIDE + '/../' + os.path.basename(INSIDE) + '/e'))
+attempt('inside sqlite', lambda: sqlite3.connect(INSIDE + '/db.sqlite').close())
+attempt('inside mkdir and rmtree', lambda: (os.mkdir(INSIDE + '/sub'), shutil.rmtree(INSIDE + '/sub')))
+attempt('inside rename', lambda: os.rename(INSIDE + '/a.txt', INSIDE + '/moved.txt'))
+)PY");
+  REQUIRE(results.size() == 19);
+  for (std::size_t i = 0; i < 15; ++i) {
+    INFO(results[i]);
+    CHECK(contains(results[i], ": denied: capability denied by capabilities.write_paths: "));
+  }
+  for (std::size_t i = 15; i < 19; ++i)
+    CHECK(contains(results[i], ": allowed"));
+  CHECK(test::read_file(outside + "/existing") == "keep");
+  struct stat st;
+  CHECK(stat((outside + "/created").c_str(), &st) != 0);
+}
+
+TEST_CASE("capabilities: the strict profile denies everything that is not listed", "[capabilities][strict]") {
+  Runtime rt(test::test_config("[capabilities]\nprofile = \"strict\"\n"));
+  // Plain Python and the standard library work.
+  CHECK(rt.call("gk_testmod:add", {2, 3})->as_int() == 5);
+  CHECK(str(rt.call("gk_capmod:try_import", {"json"})) == "ok: json");
+  CHECK(contains(str(rt.call("gk_capmod:try_fork")), "denied: capability denied by capabilities.fork"));
+  CHECK(contains(str(rt.call("gk_capmod:try_subprocess")), "denied: capability denied by capabilities.subprocess"));
+  CHECK(contains(str(rt.call("gk_capmod:try_connect", {"127.0.0.1", 9})),
+                 "denied: capability denied by capabilities.network"));
+  CHECK(str(rt.call("gk_capmod:try_write", {test::temp_dir() + "/x"})).rfind(
+            "denied: capability denied by capabilities.write_paths: ", 0) == 0);
+  CHECK(contains(str(rt.call("gk_capmod:try_write", {"/tmp/x"})), "(write_paths = []: no writes anywhere)"));
+  CHECK(contains(str(rt.call("gk_capmod:try_import", {"gk_testext"})),
+                 "denied: capability denied by capabilities.native_extensions"));
+  CHECK(contains(str(rt.call("gk_capmod:try_import", {"ctypes"})),
+                 "denied: capability denied by capabilities.native_extensions"));
+  CHECK(rt.stats().capability_denials == 7);
+}
+
+TEST_CASE("capabilities: the cost of the audit hook per call, with and without rules", "[capabilities][cost]") {
+  // Pinned to one CPU, so that every case pays the same hand-off (FACTS.md).
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(0, &one);
+  const bool pinned = sched_setaffinity(0, sizeof one, &one) == 0;
+  const std::string data = test::temp_dir();
+  std::ofstream(data + "/f") << "x";
+  struct Case {
+    std::string name;
+    std::string toml;
+  };
+  const std::vector<Case> cases = {
+      {"no hook (fork = \"allow\", nothing else)", "[capabilities]\nfork = \"allow\"\n"},
+      {"default config (hook: fork denied)", ""},
+      {"every rule", "[capabilities]\nallow_modules = [\"gk_capmod\"]\ndeny_modules = [\"ctypes\"]\n"
+                     "native_extensions = \"deny\"\nsubprocess = \"deny\"\nnetwork = \"loopback\"\n"
+                     "write_paths = [\"" + data + "\"]\n"},
+      {"no hook again", "[capabilities]\nfork = \"allow\"\n"},
+  };
+  const int calls = 10000;
+  for (auto& c : cases) {
+    Runtime rt(test::test_config(c.toml));
+    for (int i = 0; i < 2000; ++i)
+      REQUIRE(rt.call("gk_capmod:noop").has_value());
+    std::vector<double> us;
+    us.reserve(calls);
+    for (int i = 0; i < calls; ++i) {
+      auto t0 = std::chrono::steady_clock::now();
+      auto r = rt.call("gk_capmod:noop");
+      us.push_back(test::ms_since(t0) * 1000.0);
+      REQUIRE(r.has_value());
+    }
+    std::sort(us.begin(), us.end());
+    auto open_ns = rt.call("gk_capmod:time_opens", {data + "/f", 20000});
+    auto event_ns = rt.call("gk_capmod:time_audit_events", {200000});
+    REQUIRE(open_ns.has_value());
+    REQUIRE(event_ns.has_value());
+    char line[320];
+    std::snprintf(line, sizeof line,
+                  "%-40s call median %.2f us, p90 %.2f us; open() for reading %.0f ns; an unwatched "
+                  "audit event %.0f ns%s",
+                  c.name.c_str(), us[us.size() / 2], us[us.size() * 9 / 10], open_ns->as_number(),
+                  event_ns->as_number(), pinned ? " (pinned to CPU 0)" : "");
+    WARN(line);
+    CHECK(rt.stats().capability_denials == 0);
+  }
 }

@@ -142,3 +142,23 @@ def _executable(_):
 
 def noop():
     return None
+
+
+def time_opens(path, n):
+    """Nanoseconds per open()+close() of a file for reading: each open raises
+    an audit event that the hook inspects."""
+    import time
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        open(path, "rb").close()
+    return (time.perf_counter_ns() - t0) / n
+
+
+def time_audit_events(n):
+    """Nanoseconds per audit event that no rule looks at (the hook's floor)."""
+    import time
+    audit = sys.audit
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        audit("gilkeeper.bench", 1)
+    return (time.perf_counter_ns() - t0) / n

@@ -243,3 +243,39 @@ def alloc_temporarily(megabytes):
 def sleep_and_pid(seconds):
     time.sleep(seconds)
     return os.getpid()
+
+
+# -- pipelines -------------------------------------------------------------------
+
+def double(x):
+    return x * 2
+
+
+def jitter(x):
+    import random
+    time.sleep(random.random() * 0.004)
+    return x
+
+
+def crash_once(x, marker_dir):
+    """Crashes the worker the first time it sees `x`, then succeeds."""
+    marker = os.path.join(marker_dir, str(x))
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(9)
+    return x
+
+
+def fail_on(x, bad):
+    if x == bad:
+        raise ValueError(f"record {x} is bad")
+    return x
+
+
+def crash_once_rec(rec):
+    """A record {"x": ..., "dir": ...}: crashes the worker the first time."""
+    return crash_once(rec["x"], rec["dir"])
+
+
+def crash_always(rec):
+    os._exit(9)

@@ -45,3 +45,14 @@ def say_hello(record):
 
 
 NOT_CALLABLE = 42
+
+
+def native(record):
+    """Spins in C holding the GIL for record["spin"] seconds, or crashes the
+    process when record["crash"] is set (needs the gk_testext extension)."""
+    import gk_testext
+    if record.get("spin"):
+        gk_testext.spin(float(record["spin"]))
+    if record.get("crash"):
+        gk_testext.segfault()
+    return record["id"]

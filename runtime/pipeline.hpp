@@ -1,0 +1,186 @@
+#pragma once
+
+/// `gk::Pipeline`: records flowing through stages of Python callables and
+/// C++ functions, with parallelism, deadlines, retries, batching and
+/// backpressure.
+///
+/// ```
+/// gk::Pipeline p(rt, {gk::Stage::python("parse", "mymod:parse").with_parallelism(2),
+///                     gk::Stage::cpp("check", [](const gk::Value& v) -> gk::Expected<gk::Value> { ... }),
+///                     gk::Stage::python("score", "mymod:score").with_timeout(gk::Timeout::after(500ms))});
+/// p.on_output([](gk::Output&& o) { ... });      // in input order by default
+/// p.on_failure([](gk::Failure&& f) { ... });    // id, stage, error, attempts
+/// for (...) p.push(id, record);                 // blocks while max_in_flight are in flight
+/// p.close();
+/// auto report = p.wait();
+/// ```
+///
+/// Every record pushed comes out exactly once: as an Output or as a Failure
+/// (a record stopped by `stop()` fails with `runtime_stopped`). A failed
+/// record does not stop the pipeline.
+///
+/// Thread-safety: `push`, `close`, `stop`, `in_flight` and `wait` may be called
+/// from any thread; the sinks are set before the first push and are called
+/// on the pipeline's own thread, one at a time.
+
+#include "gilkeeper/config/config.hpp"
+#include "gilkeeper/interop/error.hpp"
+#include "gilkeeper/interop/expected.hpp"
+#include "gilkeeper/interop/value.hpp"
+
+#include <caf/fwd.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gk {
+
+class Runtime;
+
+/// When a failed record is tried again at the same stage.
+struct RetryPolicy {
+  /// Total attempts per stage (1: no retry).
+  int attempts = 1;
+  /// Which error codes are retried.
+  std::vector<ErrorCode> on = {ErrorCode::worker_crashed};
+  /// Wait before the first retry; multiplied by `multiplier` each time, up
+  /// to `max_backoff`.
+  std::chrono::nanoseconds backoff = std::chrono::milliseconds(20);
+  double multiplier = 2.0;
+  std::chrono::nanoseconds max_backoff = std::chrono::seconds(2);
+
+  /// True when `e` is retried after `attempts_so_far` attempts.
+  bool retries(const Error& e, int attempts_so_far) const;
+};
+
+/// A C++ stage: called on a pipeline worker thread (it may block); must be
+/// thread-safe when the stage's parallelism is above 1.
+using StageFunction = std::function<Expected<Value>(const Value&)>;
+
+/// One stage of a pipeline.
+struct Stage {
+  std::string name;
+  /// A Python stage: `"module:function"`, called with the record's value.
+  std::string call;
+  /// A C++ stage (instead of `call`).
+  StageFunction function;
+  /// How many records this stage works on at once.
+  int parallelism = 1;
+  /// The deadline of each call (counted from when it is sent); unset: the
+  /// runtime's rules (`[timeouts.targets]`, `[timeouts].call`, default).
+  std::optional<Timeout> timeout;
+  RetryPolicy retry;
+  /// Python stages: records sent together in one `batch` request, and how
+  /// long a partial batch may wait for more records.
+  int batch_size = 1;
+  std::chrono::nanoseconds linger = std::chrono::milliseconds(2);
+
+  static Stage python(std::string name, std::string call);
+  static Stage cpp(std::string name, StageFunction function);
+  Stage& with_parallelism(int n) { parallelism = n; return *this; }
+  Stage& with_timeout(Timeout t) { timeout = t; return *this; }
+  Stage& with_retry(RetryPolicy r) { retry = std::move(r); return *this; }
+  Stage& with_batch(int size, std::chrono::nanoseconds linger_for = std::chrono::milliseconds(2)) {
+    batch_size = size;
+    linger = linger_for;
+    return *this;
+  }
+};
+
+struct PipelineOptions {
+  /// Records pushed and not yet out; `push` blocks at this bound.
+  std::size_t max_in_flight = 256;
+  /// Emit in push order (true) or as records finish.
+  bool ordered = true;
+  /// After `stop()`, how long records in flight may take to finish.
+  std::chrono::nanoseconds stop_grace = std::chrono::seconds(5);
+};
+
+/// A record that went through every stage.
+struct Output {
+  std::uint64_t id = 0;
+  Value value;
+  /// Attempts summed over stages (the number of stages when none failed).
+  int attempts = 0;
+};
+
+/// A record that failed (and was not retried further).
+struct Failure {
+  std::uint64_t id = 0;
+  Value input;
+  std::string stage;
+  Error error;
+  int attempts = 0;
+};
+
+struct StageReport {
+  std::string name;
+  std::uint64_t calls = 0;     ///< attempts made
+  std::uint64_t failed = 0;    ///< attempts that failed
+  std::uint64_t retries = 0;
+  double p50_ms = 0, p99_ms = 0;  ///< per-attempt latency
+};
+
+/// What a pipeline did.
+struct PipelineReport {
+  std::uint64_t pushed = 0, ok = 0, failed = 0;
+  /// True when it ended by stop().
+  bool stopped = false;
+  std::map<std::string, std::uint64_t> by_code;
+  /// Deadline misses by phase ("queued", "soft", "hard").
+  std::map<std::string, std::uint64_t> deadline_misses;
+  std::vector<StageReport> stages;
+  double elapsed_s = 0;
+  /// The most records that were in flight at once.
+  std::size_t max_in_flight_seen = 0;
+};
+
+/// Live progress, for progress bars. Thread-safe to read.
+struct PipelineProgress {
+  std::uint64_t pushed = 0, ok = 0, failed = 0, in_flight = 0;
+};
+
+class Pipeline {
+public:
+  /// Starts the pipeline's thread. Throws std::invalid_argument for a bad
+  /// stage (no name, neither or both of call/function, parallelism < 1).
+  Pipeline(Runtime& runtime, std::vector<Stage> stages, PipelineOptions options = {});
+  /// Stops (if still running) and waits.
+  ~Pipeline();
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  /// The sinks. PRECONDITION: before the first push.
+  void on_output(std::function<void(Output&&)> sink);
+  void on_failure(std::function<void(Failure&&)> sink);
+
+  /// Feeds a record; blocks while `max_in_flight` records are in flight.
+  /// Returns false (and drops nothing: the record was never accepted) once
+  /// the pipeline is stopped or closed.
+  bool push(std::uint64_t id, Value input);
+  /// No more input.
+  void close();
+  /// Stops reading; records in flight finish or fail within `stop_grace`,
+  /// then the rest fail with `runtime_stopped`. Idempotent.
+  void stop();
+  /// Waits until every accepted record is out (after close() or stop()).
+  PipelineReport wait();
+  /// Sends `(gk::pipeline_done_atom, PipelineReport)` to `listener` when the
+  /// pipeline completes (for hosts that are actors).
+  void notify(const caf::actor& listener);
+
+  PipelineProgress progress() const;
+
+  struct Impl;
+
+private:
+  std::unique_ptr<Impl> impl_;
+};
+
+} // namespace gk

@@ -1,0 +1,99 @@
+#pragma once
+
+/// Worker actors: host C++ code that calls Python through the runtime
+/// without blocking a scheduler thread.
+///
+/// A worker handles one input at a time from its mailbox; its handler runs
+/// C++ code and returns a value, an error, or a Python call still in flight
+/// (`WorkerReply::python(call)`), optionally followed by more C++ code
+/// (`.then(...)`). While the call is in flight the worker's thread is free:
+/// the call is an asynchronous request to the runtime's PyRuntime actor.
+///
+/// ```
+/// auto pool = gk::spawn_worker_pool(rt, 8, [](const gk::Value& text) {
+///   auto words = count_words(text.as_string());            // C++
+///   return gk::WorkerReply::python(gk::CallRequest{"nlp:score", {words}})
+///       .then([](gk::Expected<gk::Value> score) -> gk::WorkerReply {
+///         if (!score) return score.error();
+///         return gk::Value::dict({{"score", *score}});       // C++ again
+///       });
+/// });
+/// auto r = gk::ask(rt, pool, "some text");                // from a plain thread
+/// ```
+
+#include "gilkeeper/interop/deadline.hpp"
+#include "gilkeeper/interop/error.hpp"
+#include "gilkeeper/interop/expected.hpp"
+#include "gilkeeper/interop/request.hpp"
+#include "gilkeeper/interop/value.hpp"
+
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+
+namespace gk {
+
+class Runtime;
+
+/// What a worker's handler returns. Thread-safe: a plain value.
+class WorkerReply {
+public:
+  using Continuation = std::function<WorkerReply(Expected<Value>)>;
+
+  WorkerReply(Value value) : value_(std::move(value)) {}
+  WorkerReply(Error error) : error_(std::move(error)) {}
+  WorkerReply(Expected<Value> result) {
+    if (result)
+      value_ = std::move(*result);
+    else
+      error_ = result.error();
+  }
+
+  /// A Python call whose result becomes the reply (or goes to `then`).
+  static WorkerReply python(CallRequest call) {
+    WorkerReply r{Value()};
+    r.call_ = std::make_shared<CallRequest>(std::move(call));
+    return r;
+  }
+  /// What to do with the Python call's result (runs on the worker).
+  WorkerReply then(Continuation next) && {
+    next_ = std::move(next);
+    return std::move(*this);
+  }
+
+  bool pending() const noexcept { return call_ != nullptr; }
+  const std::shared_ptr<CallRequest>& call() const noexcept { return call_; }
+  const Continuation& next() const noexcept { return next_; }
+  const Value& value() const noexcept { return value_; }
+  const Error& error() const noexcept { return error_; }
+
+private:
+  Value value_;
+  Error error_;
+  std::shared_ptr<CallRequest> call_;
+  Continuation next_;
+};
+
+/// A worker's handler. Runs on a scheduler thread: it must not block (call
+/// Python through `WorkerReply::python`, not through `Runtime::call`).
+using WorkerHandler = std::function<WorkerReply(const Value& input)>;
+
+/// The typed interface of a worker (or a pool): a Value in, a Value (or a
+/// caf::error carrying a gk::Error) out.
+using worker_actor = caf::typed_actor<caf::replies_to<Value>::with<Value>>;
+
+/// Spawns one worker. Thread-safe.
+worker_actor spawn_worker(Runtime& runtime, WorkerHandler handler);
+
+/// Spawns `n` workers behind one handle; requests go round robin. Thread-safe.
+worker_actor spawn_worker_pool(Runtime& runtime, std::size_t n, WorkerHandler handler);
+
+/// Asks a worker from a plain thread and waits for its reply, at most until
+/// `deadline` (then `deadline_exceeded`). Thread-safe.
+Expected<Value> ask(Runtime& runtime, const worker_actor& worker, Value input,
+                    Deadline deadline = Deadline::after(std::chrono::seconds(30)));
+
+} // namespace gk
