@@ -215,8 +215,9 @@ int deny(CapabilityPolicy& p, const std::string& key, const std::string& subject
 // an import made inside one of their functions, the caller is the importer.
 bool imports_for_caller(std::string_view module) {
   static constexpr std::string_view names[] = {
-      "importlib", "zipimport", "runpy", "pkgutil", "pickle", "pydoc", "logging.config",
-      "unittest.loader", "unittest.mock", "xml.sax", "xml.dom.domreg"};
+      "importlib", "zipimport", "runpy",          "pkgutil",       "pickle",  "pydoc",
+      "logging.config", "unittest.loader", "unittest.mock", "xml.sax", "xml.dom.domreg",
+      "gilkeeper"};  // our multiprocessing finder
   for (auto n : names)
     if (module_matches(module, n))
       return true;
@@ -225,7 +226,8 @@ bool imports_for_caller(std::string_view module) {
 
 // The module a source file or frozen code object belongs to, when it is part
 // of the standard library (lexically under stdlib_dir but not in a
-// site-packages/dist-packages directory there, or frozen), or our own code.
+// site-packages/dist-packages directory there, or frozen), or the runtime's
+// own Python code ("<gilkeeper ...>").
 std::optional<std::string> stdlib_module(const CapabilityPolicy& p, std::string_view filename) {
   if (starts_with(filename, "<frozen ") && ends_with(filename, ">"))
     return std::string(filename.substr(8, filename.size() - 9));
@@ -549,6 +551,16 @@ int check_write(CapabilityPolicy& p, const char* event, PyObject* path_obj, PyOb
                                           : " (not under write_paths)"));
 }
 
+// Binding an AF_UNIX socket to a path creates a file there.
+int check_unix_bind(CapabilityPolicy& p, PyObject* address) {
+  if (!p.caps.write_paths_set || !address || !(PyUnicode_Check(address) || PyBytes_Check(address)))
+    return 0;
+  auto path = path_of(address);
+  if (!path || path->empty() || (*path)[0] == '\0')
+    return 0;  // the abstract namespace: no file
+  return check_write(p, "socket.bind", address, nullptr, false);
+}
+
 int check_open(CapabilityPolicy& p, PyObject* args) {
   PyObject* flags_obj = arg(args, 2);
   long flags = flags_obj && PyLong_Check(flags_obj) ? PyLong_AsLong(flags_obj) : 0;
@@ -632,9 +644,11 @@ int check_event(CapabilityPolicy& p, const char* event, PyObject* args) {
                                       "subprocess.Popen of " + quoted(program_of(event, args)));
     if (starts_with(ev, "socket.")) {
       if (!p.network_rule)
-        return 0;
+        return ev == "socket.bind" ? check_unix_bind(p, arg(args, 1)) : 0;
       if (ev == "socket.__new__")
         return check_socket_new(p, args);
+      if (ev == "socket.bind" && check_unix_bind(p, arg(args, 1)) != 0)
+        return -1;
       if (ev == "socket.connect" || ev == "socket.bind" || ev == "socket.sendto" || ev == "socket.sendmsg")
         return check_address(p, event, arg(args, 1));
       if (ev == "socket.getaddrinfo" || ev == "socket.gethostbyname" || ev == "socket.gethostbyaddr")
@@ -652,6 +666,11 @@ int check_event(CapabilityPolicy& p, const char* event, PyObject* args) {
       return p.caps.write_paths_set ? check_sqlite(p, args) : 0;
     if (ev == "sqlite3.load_extension")
       return check_library(p, event, arg(args, 1));
+    if (ev == "sqlite3.enable_load_extension" && p.native_rule && arg(args, 1)
+        && PyObject_IsTrue(arg(args, 1)) == 1)
+      // SQL's load_extension() raises no audit event: loading stays off.
+      return deny(p, "native_extensions", "sqlite3.enable_load_extension",
+                  "sqlite3 enable_load_extension(True) (SQL could then load any native library)");
     return 0;
   default:
     return 0;

@@ -3,6 +3,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 namespace gk {
 
@@ -62,9 +64,16 @@ void render(std::string& out, const Value& v) {
       } else if (std::isinf(d)) {
         out += d > 0 ? "inf" : "-inf";
       } else {
+        // The shortest form that reads back as the same double.
         char buf[32];
-        std::snprintf(buf, sizeof buf, "%.17g", d);
+        for (int precision = 15; precision <= 17; ++precision) {
+          std::snprintf(buf, sizeof buf, "%.*g", precision, d);
+          if (std::strtod(buf, nullptr) == d)
+            break;
+        }
         out += buf;
+        if (std::strpbrk(buf, ".eE") == nullptr)
+          out += ".0";
       }
       break;
     }

@@ -102,10 +102,31 @@ TEST_CASE("capabilities: the default config denies os.fork and says so clearly",
   check_denied(r, "capabilities.fork: os.fork", "capability denied by capabilities.fork: os.fork()");
   CHECK(contains(r.error().traceback, "gk_capmod.py"));
 
+  // In any Python thread, and through multiprocessing's "fork" method.
+  auto results = run_attempts(rt, R"PY(
+import os, threading, multiprocessing
+def in_thread():
+    errors = []
+    def body():
+        try:
+            os.fork()
+        except PermissionError as e:
+            errors.append(e)
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    raise errors[0]
+attempt('thread', in_thread)
+attempt('multiprocessing fork', lambda: multiprocessing.get_context('fork').Process(target=print).start())
+)PY");
+  REQUIRE(results.size() == 2);
+  CHECK(contains(results[0], "thread: denied: capability denied by capabilities.fork: os.fork()"));
+  CHECK(contains(results[1], "multiprocessing fork: denied: capability denied by capabilities.fork: os.fork()"));
+
   // Everything else is allowed by default.
   CHECK(str(rt.call("gk_capmod:try_subprocess")) == "ok: 0");
   CHECK(str(rt.call("gk_capmod:try_import", {"ctypes"})) == "ok: ctypes");
-  CHECK(rt.stats().capability_denials == 2);
+  CHECK(rt.stats().capability_denials == 4);
 }
 
 TEST_CASE("capabilities: fork = \"allow\" lets os.fork run", "[capabilities][fork]") {
@@ -298,9 +319,13 @@ def load(name):
     spec = importlib.util.spec_from_file_location(name, path)
     importlib.util.module_from_spec(spec)
 attempt('spec renamed', lambda: load('pkg.gk_testext'))
+import sqlite3
+attempt('sqlite extensions', lambda: sqlite3.connect(':memory:').enable_load_extension(True))
 )PY");
-  REQUIRE(results.size() == 1);
+  REQUIRE(results.size() == 2);
   CHECK(contains(results[0], "spec renamed: denied: capability denied by capabilities.native_extensions"));
+  CHECK(contains(results[1], "sqlite extensions: denied: capability denied by capabilities.native_extensions: "
+                             "sqlite3 enable_load_extension(True)"));
 }
 
 TEST_CASE("capabilities: native_extensions = \"allowlist\" loads only the listed extensions",
@@ -375,14 +400,19 @@ def udp():
         s.sendto(b'x', ('8.8.8.8', 53))
 attempt('udp sendto', udp)
 attempt('raw packet socket', lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW))
+def connect_ex():
+    with socket.socket() as s:
+        s.connect_ex(('192.0.2.1', 80))
+attempt('connect_ex', connect_ex)
+attempt('adopted descriptor', lambda: socket.socket(fileno=0))
 attempt('loopback lookup', lambda: socket.getaddrinfo('localhost', 80))
 )PY");
-  REQUIRE(results.size() == 6);
-  for (std::size_t i = 0; i < 5; ++i) {
+  REQUIRE(results.size() == 8);
+  for (std::size_t i = 0; i < 7; ++i) {
     INFO(results[i]);
     CHECK(contains(results[i], ": denied: capability denied by capabilities.network: "));
   }
-  CHECK(results[5] == "loopback lookup: allowed");
+  CHECK(results[7] == "loopback lookup: allowed");
 }
 
 TEST_CASE("capabilities: write_paths confines writes to the listed directories", "[capabilities][write]") {
@@ -429,18 +459,23 @@ def unlink_at():
     finally:
         os.close(fd)
 attempt('unlink with dir_fd', unlink_at)
+def unix_bind():
+    import socket
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(OUTSIDE + '/sock')
+attempt('AF_UNIX bind', unix_bind)
 # Allowed: inside, through any path that lands inside.
 attempt('inside via dot-dot', lambda: write(INSIDE + '/../' + os.path.basename(INSIDE) + '/e'))
 attempt('inside sqlite', lambda: sqlite3.connect(INSIDE + '/db.sqlite').close())
 attempt('inside mkdir and rmtree', lambda: (os.mkdir(INSIDE + '/sub'), shutil.rmtree(INSIDE + '/sub')))
 attempt('inside rename', lambda: os.rename(INSIDE + '/a.txt', INSIDE + '/moved.txt'))
 )PY");
-  REQUIRE(results.size() == 19);
-  for (std::size_t i = 0; i < 15; ++i) {
+  REQUIRE(results.size() == 20);
+  for (std::size_t i = 0; i < 16; ++i) {
     INFO(results[i]);
     CHECK(contains(results[i], ": denied: capability denied by capabilities.write_paths: "));
   }
-  for (std::size_t i = 15; i < 19; ++i)
+  for (std::size_t i = 16; i < 20; ++i)
     CHECK(contains(results[i], ": allowed"));
   CHECK(test::read_file(outside + "/existing") == "keep");
   struct stat st;
