@@ -210,6 +210,9 @@ private:
     AnyReply reply = dispatch(job);
     interp_->end_request();
     disarm();
+    // Drop the request's values now: a Ref among its arguments whose last
+    // copy was here queues its release before the caller hears back.
+    { AnyRequest spent = std::move(job.request); }
     live_refs_.store(interp_->live_refs());
     auto ended = clock::now();
     if (wedged_.exchange(false))

@@ -162,3 +162,9 @@ def time_audit_events(n):
     for _ in range(n):
         audit("gilkeeper.bench", 1)
     return (time.perf_counter_ns() - t0) / n
+
+
+def forkserver_pool_map(n):
+    import multiprocessing
+    with multiprocessing.get_context("forkserver").Pool(2) as pool:
+        return pool.map(square, range(n))
