@@ -481,6 +481,7 @@ private:
       return;  // a reply for a request we already failed
     Job job = std::move(*c.job);
     c.job.reset();
+    { AnyRequest spent = std::move(job.request); }  // Refs in it release before the reply
     c.state = Child::State::ready;
     c.calls++;
     consecutive_crashes_ = 0;
@@ -616,9 +617,13 @@ private:
   // Sends queued jobs to idle children (least loaded = any idle one; a
   // request with Refs goes to the child that owns them).
   void dispatch() {
+    // A child whose call is past its deadline does not count as busy: its
+    // caller has been told, it is only waiting to be killed, and the next
+    // call should not wait for that (this is what the warm spare is for).
     std::size_t busy = 0;
+    auto now_ = clock::now();
     for (auto& c : children_)
-      busy += c.state == Child::State::busy ? 1 : 0;
+      busy += c.state == Child::State::busy && !(c.job && c.job->deadline.expired(now_)) ? 1 : 0;
     std::deque<Job> jobs;
     {
       std::lock_guard<std::mutex> lk(mutex_);
@@ -729,8 +734,11 @@ private:
       if (next_spawn_ > now)
         next = std::min(next, next_spawn_);
       for (auto& c : children_) {
-        if (c.state == Child::State::busy && c.job && c.job->deadline.is_finite())
+        if (c.state == Child::State::busy && c.job && c.job->deadline.is_finite()) {
           next = std::min(next, c.job->deadline.when() + config_.timeouts.grace);
+          if (!c.job->deadline.expired(now))  // then its slot may go to a waiting call
+            next = std::min(next, c.job->deadline.when());
+        }
         if (c.state == Child::State::retiring)
           next = std::min(next, c.retire_by);
         if (c.state == Child::State::starting)

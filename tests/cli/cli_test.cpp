@@ -404,8 +404,8 @@ TEST_CASE("with process isolation a record stuck in native code or crashing fail
   INFO("stderr: " << r.err);
   CHECK(r.status == 3);
   CHECK(r.seconds < 4.0);
-  // Record 3 waited behind the stuck call, expired in the queue without
-  // running, and was sent again once the stuck worker was killed.
+  // Record 3 ran on the warm spare as soon as the stuck call's deadline
+  // passed, without waiting for the stuck worker to be killed.
   std::vector<Json> expected_out = {Json{{"line", 1}, {"value", 1}}, Json{{"line", 3}, {"value", 3}},
                                     Json{{"line", 5}, {"value", 5}}};
   CHECK(jsonl(gk::test::read_file(dir + "/out.jsonl")) == expected_out);
@@ -418,5 +418,5 @@ TEST_CASE("with process isolation a record stuck in native code or crashing fail
   CHECK(errors[1]["error"]["code"] == "worker_crashed");
   CHECK(errors[1]["error"]["stage"] == "native");
   Json summary = Json::parse(gk::test::read_file(dir + "/s.json"));
-  CHECK(summary["workers_restarted"].get<int>() >= 2);
+  CHECK(summary["workers_restarted"].get<int>() >= 1);  // the crash (the kill may come after the run)
 }

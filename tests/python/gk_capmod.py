@@ -136,8 +136,10 @@ def pool_executables():
 
 
 def _executable(_):
+    """In a pool worker: its sys.executable and the binary it really runs."""
+    import os
     import sys as child_sys
-    return child_sys.executable
+    return child_sys.executable + " " + os.readlink("/proc/self/exe")
 
 
 def noop():
