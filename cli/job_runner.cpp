@@ -4,6 +4,7 @@
 #include "latency.hpp"
 
 #include "gilkeeper/gilkeeper.hpp"
+#include "gilkeeper/runtime/pipeline.hpp"
 
 #include <chrono>
 #include <cstdio>
@@ -16,7 +17,15 @@
 #include <string_view>
 #include <vector>
 
+#include <atomic>
+#include <condition_variable>
+#include <csignal>
+#include <mutex>
+#include <pthread.h>
+#include <thread>
+
 #include <sys/stat.h>
+#include <unistd.h>
 
 namespace gk::cli {
 
@@ -42,15 +51,6 @@ bool load_job(const std::string& path, Config& job) {
   if (job.stages.empty()) {
     say(path + ": a job needs at least one [[stage]]; this file has none");
     return false;
-  }
-  for (std::size_t i = 0; i < job.stages.size(); ++i) {
-    auto& s = job.stages[i];
-    if (s.batch_size != 1) {
-      say(path + ": stage[" + std::to_string(i) + "] \"" + s.name + "\": batch_size = "
-          + std::to_string(s.batch_size)
-          + " is not supported yet (each call gets one record); remove it or set it to 1");
-      return false;
-    }
   }
   return true;
 }
@@ -206,55 +206,111 @@ std::string absolute(const std::string& path) {
 
 // -- the run -------------------------------------------------------------------
 
-// Errors that would only happen again, or a runtime that takes no work.
-bool retryable(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::bad_request:
-    case ErrorCode::capability_denied:
-    case ErrorCode::conversion:
-    case ErrorCode::runtime_stopped:
-    case ErrorCode::wedged:
-      return false;
-    default:
-      return true;
-  }
+sigset_t stop_signal_set() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
 }
 
-struct StageStats {
-  std::string name;
-  LatencyHistogram latency;
-  // How long a call that expired in the queue (it never ran) may be sent
-  // again; zero: never.
-  std::chrono::nanoseconds resend_window{0};
-};
+// Errors that would only happen again, or a runtime that takes no work.
+std::vector<ErrorCode> retryable_codes() {
+  return {ErrorCode::python_exception, ErrorCode::deadline_exceeded, ErrorCode::worker_crashed,
+          ErrorCode::degraded, ErrorCode::stale_ref, ErrorCode::overloaded, ErrorCode::internal};
+}
 
-// A call that expired in the queue never ran: it waited behind a call stuck
-// past its own deadline. Such a call is sent again, with a fresh deadline,
-// until the runtime has dealt with the stuck one: killed it (process
-// isolation) or declared itself wedged (thread isolation), which happens at
-// most `[timeouts].grace` after we were told of the stuck call's deadline.
-// The window adds one more timeout so that one attempt starts after that.
-// A timeout under a millisecond (or "none") gets no resends: with it a call
-// can expire in the queue without anything being stuck.
-std::chrono::nanoseconds resend_window(const Config& job, const StageConfig& stage) {
-  Timeout t = stage.timeout ? *stage.timeout : resolve_timeout(job.timeouts, "call", stage.call);
-  if (t.infinite || t.value < std::chrono::milliseconds(1))
-    return std::chrono::nanoseconds(0);
-  return job.timeouts.grace + t.value;
+// The pipeline's own stages around the job's: JSON in, JSON out.
+const char* const kParse = "(parse)";
+const char* const kEncode = "(encode)";
+
+// Counts the lines of a regular file (for the progress bar); -1 otherwise.
+std::int64_t count_lines(const std::string& path) {
+  if (path == "-")
+    return -1;
+  std::FILE* f = std::fopen(path.c_str(), "r");
+  if (!f)
+    return -1;
+  std::int64_t lines = 0;
+  char buf[1 << 16];
+  std::size_t n;
+  bool last_newline = true;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) {
+    for (std::size_t i = 0; i < n; ++i)
+      lines += buf[i] == '\n';
+    last_newline = buf[n - 1] == '\n';
+  }
+  std::fclose(f);
+  return lines + (last_newline ? 0 : 1);
 }
 
 class JobRun {
 public:
   JobRun(Runtime& rt, const Config& job, LineFile& output, LineFile& errors)
-    : rt_(rt), job_(job), output_(output), errors_(errors) {
-    for (auto& s : job.stages)
-      stages_.push_back(StageStats{s.name, {}, resend_window(job, s)});
-  }
+    : rt_(rt), job_(job), output_(output), errors_(errors) {}
 
   // Reads every line of `input` and sends each record through the stages.
-  // False when reading failed.
-  bool process(std::FILE* input) {
+  // Stops early when `interrupted` is set. False when reading failed.
+  bool process(std::FILE* input, const std::atomic<bool>& interrupted, const ProgressOptions& progress) {
+    struct Publish {
+      JobRun& run;
+      ~Publish() {
+        std::lock_guard<std::mutex> g(run.pipeline_mutex_);
+        run.pipeline_ = nullptr;
+      }
+    };
     started_ = steady::now();
+    std::vector<Stage> stages;
+    stages.push_back(Stage::cpp(kParse, [](const Value& line) -> Expected<Value> {
+                       Value v;
+                       if (Error e = parse_record(line.as_string(), v))
+                         return e;
+                       return v;
+                     }).with_parallelism(2));
+    bool ordered = true;
+    std::size_t width = 0;
+    for (auto& s : job_.stages) {
+      RetryPolicy retry;
+      retry.attempts = s.retries + 1;
+      retry.on = retryable_codes();
+      Stage st = Stage::python(s.name, s.call).with_parallelism(s.parallelism).with_retry(retry);
+      if (s.timeout)
+        st.with_timeout(*s.timeout);
+      if (s.batch_size > 1)
+        st.with_batch(s.batch_size);
+      stages.push_back(std::move(st));
+      ordered = ordered && s.ordered;
+      width = std::max<std::size_t>(width, static_cast<std::size_t>(s.parallelism * s.batch_size));
+    }
+    stages.push_back(Stage::cpp(kEncode, [](const Value& v) -> Expected<Value> {
+                       Json json;
+                       if (Error e = value_to_json(v, json))
+                         return e;
+                       return Value(dump_line(json));
+                     }).with_parallelism(2));
+    PipelineOptions options;
+    options.ordered = ordered;
+    options.max_in_flight = std::max<std::size_t>(256, 4 * width);
+    options.stop_grace = job_.runtime.shutdown_grace;
+    Pipeline pipeline(rt_, std::move(stages), options);
+    pipeline.on_output([this](Output&& o) {
+      std::lock_guard<std::mutex> g(sink_mutex_);
+      output_.write_line("{\"line\":" + std::to_string(o.id) + ",\"value\":" + o.value.as_string() + "}");
+      ++ok_;
+    });
+    pipeline.on_failure([this](Failure&& f) {
+      std::string stage = f.stage == kParse ? "" : f.stage == kEncode ? job_.stages.back().name : f.stage;
+      fail(f.id, f.input.as_string(), f.error, stage, f.stage != kParse);
+    });
+
+    Publish unpublish{*this};
+    {
+      std::lock_guard<std::mutex> g(pipeline_mutex_);
+      pipeline_ = &pipeline;
+      if (interrupted)
+        pipeline.stop();
+    }
+    Progress bar(progress, pipeline, rt_, total_lines_);
     // From a pipe or a terminal, records may trickle in: hand the results on
     // before waiting for more input, not only when a buffer fills.
     struct stat st {};
@@ -263,55 +319,102 @@ public:
     std::size_t capacity = 0;
     ssize_t n;
     std::uint64_t line = 0;
+    std::vector<std::pair<std::uint64_t, std::string>> not_run;
     for (;;) {
+      if (interrupted)
+        break;
       if (trickles && input_buffer_empty(input)) {
+        std::lock_guard<std::mutex> g(sink_mutex_);
         output_.flush();
         errors_.flush();
       }
-      if ((n = ::getline(&buffer, &capacity, input)) == -1)
+      errno = 0;
+      if ((n = ::getline(&buffer, &capacity, input)) == -1) {
+        if (errno == EINTR && !interrupted) {
+          std::clearerr(input);
+          continue;
+        }
         break;
+      }
       ++line;
-      std::string_view text(buffer, static_cast<std::size_t>(n));
+      std::string text(buffer, static_cast<std::size_t>(n));
       while (!text.empty() && (text.back() == '\n' || text.back() == '\r'))
-        text.remove_suffix(1);
+        text.pop_back();
       if (is_blank(text))
         continue;
       ++records_;
-      process_record(line, text);
+      if (!pipeline.push(line, Value(text))) {
+        // Read but refused: the run was stopped. It still gets its line.
+        not_run.emplace_back(line, std::move(text));
+        break;
+      }
     }
-    bool read_ok = !std::ferror(input);
+    bool read_ok = !std::ferror(input) || interrupted;
     std::free(buffer);
+    if (interrupted)
+      pipeline.stop();
+    else
+      pipeline.close();
+    report_ = pipeline.wait();
+    bar.finish();
+    for (auto& [l, text] : not_run)
+      fail(l, text, Error(ErrorCode::runtime_stopped, "the run was interrupted before this record was processed"), "",
+           false);
     elapsed_ = steady::now() - started_;
     return read_ok;
   }
 
+  void set_total_lines(std::int64_t n) noexcept { total_lines_ = n; }
+
+  /// Stops the pipeline (from the signal watcher): no more records are
+  /// accepted, the ones in flight finish or fail within the grace period.
+  void interrupt() {
+    std::lock_guard<std::mutex> g(pipeline_mutex_);
+    if (pipeline_)
+      pipeline_->stop();
+  }
   bool any_failed() const noexcept { return failed_ > 0; }
 
   /// Interpreters the runtime replaced during the run (process isolation).
-  void set_workers_restarted(std::uint64_t n) noexcept { workers_restarted_ = n; }
+  void set_restarts(const Stats& s) {
+    workers_restarted_ = s.restarts;
+    restarts_by_cause_ = s.restarts_by_cause;
+  }
 
   // The human summary (stderr).
   void print_summary() const {
     double secs = elapsed_seconds();
     double rate = secs > 0 ? static_cast<double>(records_) / secs : 0.0;
-    std::fprintf(stderr, "gilkeeper: %llu %s in %.3f s (%.0f records/s): %llu ok, %llu failed\n",
-                 ull(records_), records_ == 1 ? "record" : "records", secs, rate, ull(ok_), ull(failed_));
+    std::fprintf(stderr, "gilkeeper: %llu %s in %.3f s (%.0f records/s): %llu ok, %llu failed%s\n",
+                 ull(records_), records_ == 1 ? "record" : "records", secs, rate, ull(ok_), ull(failed_),
+                 report_.stopped ? " (interrupted)" : "");
     if (!by_code_.empty()) {
       std::string codes;
       for (auto& [code, n] : by_code_)
         codes += (codes.empty() ? "" : ", ") + code + " " + std::to_string(n);
       std::fprintf(stderr, "  failed by code: %s\n", codes.c_str());
     }
-    for (auto& s : stages_)
-      std::fprintf(stderr, "  stage \"%s\": %llu calls, p50 %.3f ms, p99 %.3f ms\n", s.name.c_str(),
-                   ull(s.latency.count()), s.latency.percentile_ms(0.50),
-                   s.latency.percentile_ms(0.99));
-    std::fprintf(stderr, "  deadline misses: queued %llu, soft %llu, hard %llu\n", ull(missed_[1]),
-                 ull(missed_[2]), ull(missed_[3]));
-    if (workers_restarted_ > 0)
-      std::fprintf(stderr, "  workers restarted: %llu\n", ull(workers_restarted_));
-    std::fprintf(stderr, "  errors: %s (%llu %s)\n", absolute(errors_.path()).c_str(),
-                 ull(errors_.lines()), errors_.lines() == 1 ? "line" : "lines");
+    for (auto& s : report_.stages) {
+      if (s.name == kParse || s.name == kEncode)
+        continue;
+      std::fprintf(stderr, "  stage \"%s\": %llu calls, p50 %.3f ms, p99 %.3f ms%s\n", s.name.c_str(),
+                   ull(s.calls), s.p50_ms, s.p99_ms,
+                   s.retries ? (", " + std::to_string(s.retries) + " retried").c_str() : "");
+    }
+    auto miss = [&](const char* phase) {
+      auto i = report_.deadline_misses.find(phase);
+      return ull(i == report_.deadline_misses.end() ? 0 : i->second);
+    };
+    std::fprintf(stderr, "  deadline misses: queued %llu, soft %llu, hard %llu\n", miss("queued"), miss("soft"),
+                 miss("hard"));
+    if (workers_restarted_ > 0) {
+      std::string causes;
+      for (auto& [cause, n] : restarts_by_cause_)
+        causes += (causes.empty() ? "" : ", ") + cause + " " + std::to_string(n);
+      std::fprintf(stderr, "  workers restarted: %llu (%s)\n", ull(workers_restarted_), causes.c_str());
+    }
+    std::fprintf(stderr, "  errors: %s (%llu %s)\n", absolute(errors_.path()).c_str(), ull(errors_.lines()),
+                 errors_.lines() == 1 ? "line" : "lines");
   }
 
   // The `--summary-json` document.
@@ -326,12 +429,24 @@ public:
     j["by_code"] = std::move(codes);
     j["elapsed_s"] = elapsed_seconds();
     j["workers_restarted"] = workers_restarted_;
+    Json causes = Json::object();
+    for (auto& [cause, n] : restarts_by_cause_)
+      causes[cause] = n;
+    j["workers_restarted_by_cause"] = std::move(causes);
+    Json misses = Json::object();
+    for (auto& [phase, n] : report_.deadline_misses)
+      misses[phase] = n;
+    j["deadline_misses"] = std::move(misses);
+    j["interrupted"] = report_.stopped;
     Json stages = Json::object();
-    for (auto& s : stages_) {
+    for (auto& s : report_.stages) {
+      if (s.name == kParse || s.name == kEncode)
+        continue;
       Json one = Json::object();
-      one["calls"] = s.latency.count();
-      one["p50_ms"] = s.latency.percentile_ms(0.50);
-      one["p99_ms"] = s.latency.percentile_ms(0.99);
+      one["calls"] = s.calls;
+      one["p50_ms"] = s.p50_ms;
+      one["p99_ms"] = s.p99_ms;
+      one["retries"] = s.retries;
       stages[s.name] = std::move(one);
     }
     j["stages"] = std::move(stages);
@@ -339,6 +454,81 @@ public:
   }
 
 private:
+  // Live progress on stderr: a bar on a terminal, plain lines with
+  // `--progress always`, nothing with `never` (or `auto` off a terminal).
+  class Progress {
+  public:
+    Progress(const ProgressOptions& o, Pipeline& p, Runtime& rt, std::int64_t total)
+      : pipeline_(p), rt_(rt), total_(total) {
+      bool tty = ::isatty(2) != 0;
+      mode_ = o.mode == "always" ? (tty ? 2 : 1) : o.mode == "never" ? 0 : (tty ? 2 : 0);
+      if (mode_ != 0)
+        thread_ = std::thread([this] { run(); });
+    }
+    ~Progress() { finish(); }
+    void finish() {
+      {
+        std::lock_guard<std::mutex> g(m_);
+        if (stop_)
+          return;
+        stop_ = true;
+      }
+      cv_.notify_all();
+      if (thread_.joinable())
+        thread_.join();
+    }
+
+  private:
+    void run() {
+      auto t0 = steady::now();
+      std::unique_lock<std::mutex> lk(m_);
+      for (;;) {
+        bool stopping = cv_.wait_for(lk, mode_ == 2 ? std::chrono::milliseconds(200) : std::chrono::seconds(2),
+                                     [&] { return stop_; });
+        draw(t0, stopping);
+        if (stopping)
+          return;
+      }
+    }
+    void draw(steady::time_point t0, bool last) {
+      auto p = pipeline_.progress();
+      auto done = p.ok + p.failed;
+      double secs = std::chrono::duration<double>(steady::now() - t0).count();
+      double rate = secs > 0 ? static_cast<double>(done) / secs : 0;
+      auto restarts = rt_.stats().restarts;
+      std::string text;
+      if (total_ > 0) {
+        double frac = std::min(1.0, static_cast<double>(done) / static_cast<double>(total_));
+        if (mode_ == 2) {
+          int filled = static_cast<int>(frac * 30);
+          text += "[" + std::string(static_cast<std::size_t>(filled), '#') + std::string(static_cast<std::size_t>(30 - filled), '.') + "] ";
+        }
+        text += std::to_string(done) + "/" + std::to_string(total_);
+        if (rate > 0 && done < static_cast<std::uint64_t>(total_))
+          text += ", ETA " + std::to_string(static_cast<long>((static_cast<double>(total_) - static_cast<double>(done)) / rate)) + "s";
+      } else {
+        text += std::to_string(done) + " records";
+      }
+      char buf[160];
+      std::snprintf(buf, sizeof buf, ", %.0f/s, %llu failed, %llu restarts", rate, ull(p.failed), ull(restarts));
+      text += buf;
+      if (mode_ == 2)
+        std::fprintf(stderr, "\r%s\033[K%s", text.c_str(), last ? "\n" : "");
+      else
+        std::fprintf(stderr, "gilkeeper: progress: %s\n", text.c_str());
+      std::fflush(stderr);
+    }
+
+    Pipeline& pipeline_;
+    Runtime& rt_;
+    std::int64_t total_;
+    int mode_ = 0;  // 0 none, 1 lines, 2 bar
+    std::mutex m_;
+    std::condition_variable cv_;
+    bool stop_ = false;
+    std::thread thread_;
+  };
+
   // True when the next read of `input` has to wait for the OS (glibc).
   static bool input_buffer_empty(std::FILE* input) {
     return input->_IO_read_ptr >= input->_IO_read_end;
@@ -348,68 +538,8 @@ private:
 
   double elapsed_seconds() const { return std::chrono::duration<double>(elapsed_).count(); }
 
-  void process_record(std::uint64_t line, std::string_view text) {
-    Value value;
-    if (Error e = parse_record(text, value)) {
-      fail(line, text, e, "", false);
-      return;
-    }
-    for (std::size_t i = 0; i < job_.stages.size(); ++i) {
-      auto result = call_stage(i, std::move(value));
-      if (!result) {
-        fail(line, text, result.error(), job_.stages[i].name, true);
-        return;
-      }
-      value = std::move(*result);
-    }
-    Json json;
-    if (Error e = value_to_json(value, json)) {
-      fail(line, text, e, job_.stages.back().name, true);
-      return;
-    }
-    Json out = Json::object();
-    out["line"] = line;
-    out["value"] = std::move(json);
-    output_.write_line(dump_line(out));
-    ++ok_;
-  }
-
-  // One call of stage `index` with the record's current value, retried as
-  // the stage allows, and sent again when it expired in the queue (see
-  // resend_window). The runtime applies the stage's timeout to each call.
-  Expected<Value> call_stage(std::size_t index, Value value) {
-    const StageConfig& stage = job_.stages[index];
-    StageStats& stats = stages_[index];
-    int retries_left = stage.retries;
-    bool may_send_again = retries_left > 0 || stats.resend_window.count() > 0;
-    auto first_sent = steady::now();
-    for (;;) {
-      List args;
-      args.push_back(may_send_again ? value : std::move(value));
-      CallRequest request(stage.call, std::move(args));
-      auto t0 = steady::now();
-      auto result = rt_.call(std::move(request), stage.timeout);
-      auto t1 = steady::now();
-      stats.latency.add(t1 - t0);
-      if (result)
-        return result;
-      const Error& e = result.error();
-      if (e.code == ErrorCode::deadline_exceeded)
-        ++missed_[static_cast<std::size_t>(e.phase) & 3];
-      if (e.code == ErrorCode::deadline_exceeded && e.phase == DeadlinePhase::queued
-          && t1 - first_sent < stats.resend_window)
-        continue;
-      if (retries_left == 0 || !retryable(e.code))
-        return result;
-      --retries_left;
-      may_send_again = retries_left > 0 || stats.resend_window.count() > 0;
-      first_sent = steady::now();
-    }
-  }
-
   // Writes a failed record to the errors file; `parsed` when its text is JSON.
-  void fail(std::uint64_t line, std::string_view text, const Error& e, const std::string& stage,
-            bool parsed) {
+  void fail(std::uint64_t line, std::string_view text, const Error& e, const std::string& stage, bool parsed) {
     Json error = Json::object();
     error["code"] = to_string(e.code);
     error["phase"] = to_string(e.phase);
@@ -418,8 +548,8 @@ private:
     error["message"] = e.message;
     error["traceback"] = e.traceback;
     // Assembled by hand so that the input appears verbatim.
-    errors_.write_line("{\"line\":" + std::to_string(line)
-                       + ",\"input\":" + input_json_text(text, parsed)
+    std::lock_guard<std::mutex> g(sink_mutex_);
+    errors_.write_line("{\"line\":" + std::to_string(line) + ",\"input\":" + input_json_text(text, parsed)
                        + ",\"error\":" + dump_line(error) + "}");
     ++failed_;
     ++by_code_[to_string(e.code)];
@@ -429,14 +559,17 @@ private:
   const Config& job_;
   LineFile& output_;
   LineFile& errors_;
-  std::vector<StageStats> stages_;
+  std::mutex sink_mutex_;
+  std::mutex pipeline_mutex_;
+  Pipeline* pipeline_ = nullptr;
+  std::int64_t total_lines_ = -1;
   std::uint64_t records_ = 0;
   std::uint64_t ok_ = 0;
   std::uint64_t failed_ = 0;
   std::map<std::string, std::uint64_t> by_code_;
-  // Indexed by DeadlinePhase: none, queued, soft, hard.
-  std::uint64_t missed_[4] = {0, 0, 0, 0};
   std::uint64_t workers_restarted_ = 0;
+  std::vector<std::pair<std::string, std::uint64_t>> restarts_by_cause_;
+  PipelineReport report_;
   steady::time_point started_;
   steady::duration elapsed_{};
 };
@@ -466,6 +599,21 @@ int run_job(const RunOptions& options) {
   Config job;
   if (!load_job(options.job, job))
     return exit_usage;
+  if (options.workers > 0) {
+    if (options.workers > 1 && job.runtime.isolation == Isolation::thread) {
+      say("--workers " + std::to_string(options.workers) + " needs isolation = \"process\" in " + options.job
+          + " (thread isolation has one interpreter)");
+      return exit_usage;
+    }
+    job.runtime.workers = options.workers;
+  }
+  // Before any thread starts: SIGINT and SIGTERM go to the watcher only.
+  sigset_t stop_signals = stop_signal_set();
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  struct sigaction wake {};
+  wake.sa_handler = [](int) {};  // only interrupts a blocking read (no SA_RESTART)
+  sigemptyset(&wake.sa_mask);
+  sigaction(SIGUSR2, &wake, nullptr);
 
   std::string errors_path = options.errors.empty() ? default_errors_path(options.output) : options.errors;
   if (same_files(options, errors_path))
@@ -511,8 +659,31 @@ int run_job(const RunOptions& options) {
   }
 
   JobRun run(*rt, job, output, errors);
-  bool read_ok = run.process(input);
-  run.set_workers_restarted(rt->stats().restarts);
+  run.set_total_lines(count_lines(options.input));
+
+  // Ctrl-C / SIGTERM: the signals are blocked in every thread (the
+  // runtime's threads inherited the mask) and taken here by a watcher, which
+  // stops the pipeline and wakes the reader out of a blocking read.
+  std::atomic<bool> interrupted{false}, finished{false};
+  pthread_t reader = pthread_self();
+  std::thread watcher([&] {
+    sigset_t stop_signals = stop_signal_set();
+    timespec tick{0, 100 * 1000 * 1000};
+    while (!finished) {
+      if (sigtimedwait(&stop_signals, nullptr, &tick) > 0) {
+        interrupted = true;
+        run.interrupt();
+        while (!finished) {
+          pthread_kill(reader, SIGUSR2);
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+      }
+    }
+  });
+  bool read_ok = run.process(input, interrupted, ProgressOptions{options.progress});
+  finished = true;
+  watcher.join();
+  run.set_restarts(rt->stats());
   if (!read_ok)
     say("reading the input " + options.input + " failed: " + std::strerror(errno));
   bool written = output.close("output") & errors.close("errors");
@@ -522,7 +693,10 @@ int run_job(const RunOptions& options) {
   }
   run.print_summary();
 
-  int status = !read_ok || !written ? exit_internal : run.any_failed() ? exit_some_failed : exit_ok;
+  int status = interrupted ? exit_interrupted
+               : !read_ok || !written ? exit_internal
+               : run.any_failed() ? exit_some_failed
+                                  : exit_ok;
   stop_runtime(rt, status);
   return status;
 }

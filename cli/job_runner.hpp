@@ -19,6 +19,9 @@ enum ExitStatus : int {
   exit_usage = 2,
   /// The run finished but some records failed (see the errors file).
   exit_some_failed = 3,
+  /// Interrupted by SIGINT or SIGTERM: records in flight finished or failed,
+  /// the summary was written, every line read is in the output or errors.
+  exit_interrupted = 130,
 };
 
 /// `gilkeeper run`'s arguments.
@@ -32,6 +35,16 @@ struct RunOptions {
   std::string errors;
   /// Empty: no summary file.
   std::string summary_json;
+  /// "auto" (a bar on a terminal), "always" (a bar on a terminal, plain
+  /// lines otherwise), "never".
+  std::string progress = "auto";
+  /// Overrides `[runtime] workers` when > 0.
+  int workers = 0;
+};
+
+/// How a run shows its progress on stderr.
+struct ProgressOptions {
+  std::string mode = "auto";
 };
 
 /// The errors file a run writes to when `--errors` is not given.

@@ -47,6 +47,11 @@ int main(int argc, char** argv) {
                       "Where failed records go (default: <output>.errors.jsonl, or "
                       "./errors.jsonl when the output is stdout)");
   run_cmd->add_option("--summary-json", run.summary_json, "Also write the run's summary as JSON here");
+  run_cmd->add_option("--progress", run.progress, "Progress on stderr: auto (a bar on a terminal), always, never")
+      ->check(CLI::IsMember({"auto", "always", "never"}))
+      ->capture_default_str();
+  run_cmd->add_option("--workers", run.workers, "Interpreters to run (overrides [runtime] workers)")
+      ->check(CLI::Range(1, 1024));
 
   std::string check_job_path;
   auto* check_cmd = app.add_subcommand("check", "Validate a job: its file and every stage's callable");

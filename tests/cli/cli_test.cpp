@@ -148,8 +148,9 @@ TEST_CASE("an all-good run exits 0, leaves an empty errors file and writes the s
   std::vector<std::string> keys;
   for (auto& [k, v] : summary.items())
     keys.push_back(k);
-  CHECK(keys == std::vector<std::string>{"records", "ok", "failed", "by_code", "elapsed_s",
-                                         "workers_restarted", "stages"});
+  // The contract's keys, in order, and the documented additions.
+  CHECK(keys == std::vector<std::string>{"records", "ok", "failed", "by_code", "elapsed_s", "workers_restarted",
+                                         "workers_restarted_by_cause", "deadline_misses", "interrupted", "stages"});
   CHECK(summary["records"] == 2);
   CHECK(summary["ok"] == 2);
   CHECK(summary["failed"] == 0);
