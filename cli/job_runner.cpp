@@ -231,17 +231,24 @@ std::int64_t count_lines(const std::string& path) {
   std::FILE* f = std::fopen(path.c_str(), "r");
   if (!f)
     return -1;
+  // Records are the lines that are not blank.
   std::int64_t lines = 0;
   char buf[1 << 16];
   std::size_t n;
-  bool last_newline = true;
+  bool content = false;
   while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) {
-    for (std::size_t i = 0; i < n; ++i)
-      lines += buf[i] == '\n';
-    last_newline = buf[n - 1] == '\n';
+    for (std::size_t i = 0; i < n; ++i) {
+      char c = buf[i];
+      if (c == '\n') {
+        lines += content;
+        content = false;
+      } else if (c != ' ' && c != '\t' && c != '\r') {
+        content = true;
+      }
+    }
   }
   std::fclose(f);
-  return lines + (last_newline ? 0 : 1);
+  return lines + (content ? 1 : 0);
 }
 
 class JobRun {

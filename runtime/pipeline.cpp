@@ -394,7 +394,12 @@ struct Pipeline::Impl {
       job.request = std::move(c);
     }
     if (d.deadline.is_finite()) {
-      d.timer = deadline_timers.emplace(d.deadline.when() + kInterruptedReplyWait, did);
+      // A record's outcome is worth more than a prompt answer here: wait for
+      // the runtime's own verdict (interrupted at the deadline, or killed
+      // `grace` later), and only then answer by ourselves (a thread runtime
+      // stuck in native code never replies until the call returns).
+      auto backstop = d.deadline.when() + runtime.config().timeouts.grace + std::chrono::milliseconds(100);
+      d.timer = deadline_timers.emplace(backstop, did);
       d.has_timer = true;
     }
     dispatches.emplace(did, std::move(d));
