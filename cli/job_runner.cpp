@@ -222,7 +222,6 @@ std::vector<ErrorCode> retryable_codes() {
 
 // The pipeline's own stages around the job's: JSON in, JSON out.
 const char* const kParse = "(parse)";
-const char* const kEncode = "(encode)";
 
 // Counts the lines of a regular file (for the progress bar); -1 otherwise.
 std::int64_t count_lines(const std::string& path) {
@@ -289,24 +288,24 @@ public:
       ordered = ordered && s.ordered;
       width = std::max<std::size_t>(width, static_cast<std::size_t>(s.parallelism * s.batch_size));
     }
-    stages.push_back(Stage::cpp(kEncode, [](const Value& v) -> Expected<Value> {
-                       Json json;
-                       if (Error e = value_to_json(v, json))
-                         return e;
-                       return Value(dump_line(json));
-                     }).with_parallelism(2));
     PipelineOptions options;
     options.ordered = ordered;
     options.max_in_flight = std::max<std::size_t>(256, 4 * width);
     options.stop_grace = job_.runtime.shutdown_grace;
     Pipeline pipeline(rt_, std::move(stages), options);
     pipeline.on_output([this](Output&& o) {
+      // A result with no JSON form (NaN, a Ref) fails at the last stage.
+      Json json;
+      if (Error e = value_to_json(o.value, json)) {
+        fail(o.id, "", e, job_.stages.back().name, true, &o.input);
+        return;
+      }
       std::lock_guard<std::mutex> g(sink_mutex_);
-      output_.write_line("{\"line\":" + std::to_string(o.id) + ",\"value\":" + o.value.as_string() + "}");
+      output_.write_line("{\"line\":" + std::to_string(o.id) + ",\"value\":" + dump_line(json) + "}");
       ++ok_;
     });
     pipeline.on_failure([this](Failure&& f) {
-      std::string stage = f.stage == kParse ? "" : f.stage == kEncode ? job_.stages.back().name : f.stage;
+      std::string stage = f.stage == kParse ? "" : f.stage;
       fail(f.id, f.input.as_string(), f.error, stage, f.stage != kParse);
     });
 
@@ -402,7 +401,7 @@ public:
       std::fprintf(stderr, "  failed by code: %s\n", codes.c_str());
     }
     for (auto& s : report_.stages) {
-      if (s.name == kParse || s.name == kEncode)
+      if (s.name == kParse)
         continue;
       std::fprintf(stderr, "  stage \"%s\": %llu calls, p50 %.3f ms, p99 %.3f ms%s\n", s.name.c_str(),
                    ull(s.calls), s.p50_ms, s.p99_ms,
@@ -447,7 +446,7 @@ public:
     j["interrupted"] = report_.stopped;
     Json stages = Json::object();
     for (auto& s : report_.stages) {
-      if (s.name == kParse || s.name == kEncode)
+      if (s.name == kParse)
         continue;
       Json one = Json::object();
       one["calls"] = s.calls;
@@ -546,7 +545,10 @@ private:
   double elapsed_seconds() const { return std::chrono::duration<double>(elapsed_).count(); }
 
   // Writes a failed record to the errors file; `parsed` when its text is JSON.
-  void fail(std::uint64_t line, std::string_view text, const Error& e, const std::string& stage, bool parsed) {
+  void fail(std::uint64_t line, std::string_view text, const Error& e, const std::string& stage, bool parsed,
+            const Value* raw = nullptr) {
+    if (raw)
+      text = raw->as_string();
     Json error = Json::object();
     error["code"] = to_string(e.code);
     error["phase"] = to_string(e.phase);

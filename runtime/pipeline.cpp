@@ -301,7 +301,7 @@ struct Pipeline::Impl {
     }
     Outcome o;
     o.ok = true;
-    o.output = Output{r.id, std::move(*result), r.total_attempts};
+    o.output = Output{r.id, std::move(*result), std::move(r.input), r.total_attempts};
     finish(seq, std::move(o));
   }
 
@@ -457,6 +457,26 @@ struct Pipeline::Impl {
     }
   }
 
+  // After stop(): records waiting for a stage (not running anywhere) fail
+  // at once; the calls already running get the grace period.
+  void drop_waiting() {
+    std::vector<std::uint64_t> seqs;
+    for (auto& w : waiting) {
+      seqs.insert(seqs.end(), w.begin(), w.end());
+      w.clear();
+    }
+    for (auto& [t, seq] : retry_timers)
+      seqs.push_back(seq);
+    retry_timers.clear();
+    std::sort(seqs.begin(), seqs.end());
+    for (auto seq : seqs) {
+      auto it = records.find(seq);
+      if (it != records.end())
+        fail(it->second, Error(ErrorCode::runtime_stopped, "the pipeline was stopped before this record reached stage \""
+                                                               + stages[it->second.stage].name + "\""));
+    }
+  }
+
   // stop() + grace passed: every record still inside fails.
   void cancel_all() {
     for (auto& [did, d] : dispatches) {
@@ -531,6 +551,8 @@ struct Pipeline::Impl {
         cancel_all();
         cancelled = true;
       }
+      if (stopping)
+        drop_waiting();
       // Once no more input can come, partial batches need not wait.
       dispatch_ready(now, closed || stopping);
       {

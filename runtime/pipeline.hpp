@@ -106,6 +106,8 @@ struct PipelineOptions {
 struct Output {
   std::uint64_t id = 0;
   Value value;
+  /// The record as it was pushed.
+  Value input;
   /// Attempts summed over stages (the number of stages when none failed).
   int attempts = 0;
 };
@@ -166,7 +168,8 @@ public:
   bool push(std::uint64_t id, Value input);
   /// No more input.
   void close();
-  /// Stops reading; records in flight finish or fail within `stop_grace`,
+  /// Stops reading; records waiting for a stage fail at once with
+  /// `runtime_stopped`, calls already running get `stop_grace` to finish,
   /// then the rest fail with `runtime_stopped`. Idempotent.
   void stop();
   /// Waits until every accepted record is out (after close() or stop()).
