@@ -115,6 +115,8 @@ public:
     s.wedged_count = wedged_count_.load();
     s.rss_bytes = read_rss_bytes();
     s.isolation = "thread";
+    // interp_ is set before start() returns and never reset.
+    s.capability_denials = interp_ ? interp_->capability_denials() : 0;
     s.python_version = Interpreter::python_version();
     return s;
   }
@@ -134,6 +136,7 @@ private:
     options.python_path = config_.python.path;
     options.executable = config_.python.executable;
     options.interrupt_signal = config_.runtime.interrupt_signal;
+    options.capabilities = config_.capabilities;
     options.epoch = options_.epoch;
     std::weak_ptr<ThreadExecutor> weak = self;
     if (!options_.host_owned_refs)

@@ -66,11 +66,11 @@ def pebble_schedule(n):
         pool.join()
 
 
-# Pebble's timeout, measured as gk_bench measures gilkeeper's: the task is
-# scheduled on a ready worker with a 20 ms timeout; "told late" is how long
-# after submit + timeout the future reports TimeoutError; "next served" is how
-# long after submit + timeout (when the hard stop is due) the next trivial
-# task's result arrives (pebble kills the worker and starts another one).
+# Pebble's timeout, measured as gk_bench measures gilkeeper's hard deadline:
+# the task is scheduled on a ready worker with a 20 ms timeout; "told late" is
+# how long after submit + timeout the future reports TimeoutError; "next
+# served" is how long after submit + timeout the next trivial task's result
+# arrives (pebble kills the worker and starts another one).
 BUDGET = 0.020
 
 

@@ -821,16 +821,17 @@ def _install(method, audit_spawn):
 
     def stop_helpers():
         # Helper processes must not outlive the interpreter (the host
-        # process lives on): the resource tracker and a forkserver.
-        for name, attr in (('multiprocessing.resource_tracker', '_resource_tracker'),
-                           ('multiprocessing.forkserver', '_forkserver')):
+        # process lives on). The forkserver first: it holds the resource
+        # tracker's pipe too.
+        for name, attr in (('multiprocessing.forkserver', '_forkserver'),
+                           ('multiprocessing.resource_tracker', '_resource_tracker')):
             helper = getattr(sys.modules.get(name), attr, None)
             stop = getattr(helper, '_stop', None)
             if stop is not None:
                 try:
                     stop()
-                except Exception:
-                    pass
+                except OSError:
+                    pass  # e.g. the forkserver's socket went with its temp dir
 
     if 'multiprocessing' in sys.modules:
         configure(sys.modules['multiprocessing'])

@@ -167,9 +167,11 @@ TEST_CASE("capabilities: multiprocessing.Pool works with fork denied, on the con
     REQUIRE(fs.has_value());
     CHECK(fs->as_list()[2].as_int() == 4);
     CHECK(rt.stats().capability_denials == 0);
+    // The resource tracker that spawned pools start, and the forkserver, are
+    // stopped with the interpreter: no child outlives the runtime.
+    auto report = rt.shutdown();
+    CHECK(report.finalized);
   }
-  // The resource tracker that spawned pools start, and the forkserver, are
-  // stopped with the interpreter: no child outlives the runtime.
   CHECK(child_processes().empty());
   for (auto& p : child_processes())
     WARN(p);
