@@ -116,9 +116,13 @@ public:
     s.rss_bytes = read_rss_bytes();
     s.isolation = "thread";
     // interp_ is set before start() returns and never reset.
-    s.capability_denials = interp_ ? interp_->capability_denials() : 0;
+    s.capability_denials = capability_denials();
     s.python_version = Interpreter::python_version();
     return s;
+  }
+
+  std::uint64_t capability_denials() const override {
+    return interp_ ? interp_->capability_denials() : 0;
   }
 
   ShutdownReport shutdown(std::chrono::nanoseconds grace) override {

@@ -105,6 +105,8 @@ public:
   virtual void submit(Job job) = 0;
   /// Counters and timings; answers even while a call is stuck.
   virtual Stats stats() const = 0;
+  /// Capability denials so far (cheap; `stats()` has it too).
+  virtual std::uint64_t capability_denials() const = 0;
   /// Stops: queued jobs get `runtime_stopped`, the running one is
   /// interrupted, Python is finalized within `grace` (see ShutdownReport).
   /// Idempotent: later calls return the first report.

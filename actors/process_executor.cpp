@@ -145,6 +145,7 @@ struct Child {
   clock::time_point started;
   clock::time_point retire_by;
   std::uint64_t calls = 0;
+  std::uint64_t denials = 0;  // capability denials it reported
   // The request it runs (busy only).
   std::optional<Job> job;
   std::uint64_t job_id = 0;
@@ -220,9 +221,12 @@ public:
       s.wedged = false;
     }
     s.isolation = "process";
+    s.capability_denials = denials_.load();
     s.python_version = Interpreter::python_version();
     return s;
   }
+
+  std::uint64_t capability_denials() const override { return denials_.load(); }
 
   ShutdownReport shutdown(std::chrono::nanoseconds grace) override {
     std::call_once(shutdown_once_, [&] {
@@ -541,6 +545,10 @@ private:
         if (c.state == Child::State::starting)
           c.state = Child::State::ready;
       } else if (f->kind == wire::FrameKind::reply && f->reply) {
+        if (f->denials > c.denials) {
+          denials_ += f->denials - c.denials;
+          c.denials = f->denials;
+        }
         on_reply(c, f->id, std::move(*f->reply));
       }
     }
@@ -898,6 +906,7 @@ private:
   std::set<std::string> modules_seen_;
 
   std::atomic<std::uint64_t> live_refs_{0};
+  std::atomic<std::uint64_t> denials_{0};  // summed over every child, dead ones too
   detail::StatsCollector stats_;
   std::once_flag shutdown_once_;
   ShutdownReport report_;

@@ -117,13 +117,13 @@ caf::error load_alternative(caf::binary_deserializer& src, std::uint8_t index, V
   }
 }
 
-template <class Variant>
-std::vector<char> frame_variant(FrameKind kind, std::uint64_t id, const Variant& v) {
+template <class Variant, class... Extra>
+std::vector<char> frame_variant(FrameKind kind, std::uint64_t id, const Variant& v, Extra... extra) {
   auto index = static_cast<std::uint8_t>(v.index());
   return std::visit(
       [&](const auto& alt) {
         auto copy = alt;  // inspect takes non-const references
-        return frame(kind, id, index, copy);
+        return frame(kind, id, extra..., index, copy);
       },
       v);
 }
@@ -144,8 +144,8 @@ std::vector<char> encode_request(std::uint64_t id, const AnyRequest& request) {
   return frame_variant(FrameKind::request, id, request);
 }
 
-std::vector<char> encode_reply(std::uint64_t id, const AnyReply& reply) {
-  return frame_variant(FrameKind::reply, id, reply);
+std::vector<char> encode_reply(std::uint64_t id, const AnyReply& reply, std::uint64_t denials) {
+  return frame_variant(FrameKind::reply, id, reply, denials);
 }
 
 std::vector<char> encode_goodbye() {
@@ -181,7 +181,7 @@ Expected<Frame> decode(const char* data, std::size_t size) {
     }
     case FrameKind::reply: {
       std::uint8_t index = 0;
-      err = src(out.id, index);
+      err = src(out.id, out.denials, index);
       AnyReply r;
       if (!err)
         err = load_alternative(src, index, r);

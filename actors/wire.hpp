@@ -56,6 +56,7 @@ struct Frame {
   std::optional<AnyRequest> request;
   std::optional<AnyReply> reply;
   Error error;          ///< ready
+  std::uint64_t denials = 0;  ///< reply: the worker's capability denials so far
   std::int32_t pid = 0; ///< ready
 };
 
@@ -63,7 +64,8 @@ struct Frame {
 std::vector<char> encode_hello(const WorkerSetup& setup);
 std::vector<char> encode_ready(const Error& error, std::int32_t pid);
 std::vector<char> encode_request(std::uint64_t id, const AnyRequest& request);
-std::vector<char> encode_reply(std::uint64_t id, const AnyReply& reply);
+/// `denials`: the worker's capability denials so far (for the host's stats).
+std::vector<char> encode_reply(std::uint64_t id, const AnyReply& reply, std::uint64_t denials = 0);
 std::vector<char> encode_goodbye();
 
 /// Decodes a frame body (without the length prefix). Errors: bad_request

@@ -21,9 +21,10 @@ namespace {
 // Writes the reply frame of one request to the host.
 class WireSlot final : public ReplySlot {
 public:
-  WireSlot(int fd, std::mutex& write_mutex, std::uint64_t id) : fd_(fd), mutex_(write_mutex), id_(id) {}
+  WireSlot(int fd, std::mutex& write_mutex, std::uint64_t id, const Executor& executor)
+    : fd_(fd), mutex_(write_mutex), id_(id), executor_(executor) {}
   void deliver(AnyReply&& reply) override {
-    auto frame = wire::encode_reply(id_, reply);
+    auto frame = wire::encode_reply(id_, reply, executor_.capability_denials());
     std::lock_guard<std::mutex> g(mutex_);
     wire::write_all(fd_, frame.data(), frame.size());  // a gone host is not our problem
   }
@@ -32,6 +33,7 @@ private:
   int fd_;
   std::mutex& mutex_;
   std::uint64_t id_;
+  const Executor& executor_;
 };
 
 // Waits for a preload import (its outcome does not matter).
@@ -170,7 +172,7 @@ int run_worker(int fd, int parent) {
     std::string target = target_of(*f->request);
     job.label = target.empty() ? job.type : job.type + " " + target;
     job.deadline = deadline_of(*f->request);
-    job.slot = std::make_shared<WireSlot>(fd, write_mutex, f->id);
+    job.slot = std::make_shared<WireSlot>(fd, write_mutex, f->id, **executor);
     job.request = std::move(*f->request);
     (*executor)->submit(std::move(job));
   }

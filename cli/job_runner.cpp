@@ -385,6 +385,7 @@ public:
   void set_restarts(const Stats& s) {
     workers_restarted_ = s.restarts;
     restarts_by_cause_ = s.restarts_by_cause;
+    capability_denials_ = s.capability_denials;
   }
 
   // The human summary (stderr).
@@ -419,6 +420,8 @@ public:
         causes += (causes.empty() ? "" : ", ") + cause + " " + std::to_string(n);
       std::fprintf(stderr, "  workers restarted: %llu (%s)\n", ull(workers_restarted_), causes.c_str());
     }
+    if (capability_denials_ > 0)
+      std::fprintf(stderr, "  capability denials: %llu\n", ull(capability_denials_));
     std::fprintf(stderr, "  errors: %s (%llu %s)\n", absolute(errors_.path()).c_str(), ull(errors_.lines()),
                  errors_.lines() == 1 ? "line" : "lines");
   }
@@ -444,6 +447,7 @@ public:
       misses[phase] = n;
     j["deadline_misses"] = std::move(misses);
     j["interrupted"] = report_.stopped;
+    j["capability_denials"] = capability_denials_;
     Json stages = Json::object();
     for (auto& s : report_.stages) {
       if (s.name == kParse)
@@ -577,6 +581,7 @@ private:
   std::uint64_t failed_ = 0;
   std::map<std::string, std::uint64_t> by_code_;
   std::uint64_t workers_restarted_ = 0;
+  std::uint64_t capability_denials_ = 0;
   std::vector<std::pair<std::string, std::uint64_t>> restarts_by_cause_;
   PipelineReport report_;
   steady::time_point started_;

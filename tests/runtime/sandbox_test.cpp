@@ -51,3 +51,13 @@ TEST_CASE("fork = \"allow\" lets native code fork in a worker", "[sandbox][proce
   Runtime rt(sandboxed("fork = \"allow\"\n"));
   CHECK(native(rt, "raw_fork") > 0);
 }
+
+TEST_CASE("capability denials in worker processes are counted in the host's stats", "[sandbox][process][capabilities]") {
+  Runtime rt(sandboxed("deny_modules = [\"ctypes\"]\n"));
+  for (int i = 0; i < 2; ++i) {
+    auto r = rt.exec("import ctypes");
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == ErrorCode::capability_denied);
+  }
+  CHECK(rt.stats().capability_denials == 2);
+}
