@@ -11,6 +11,7 @@
 #include <fstream>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unistd.h>
 
@@ -162,8 +163,10 @@ private:
     started.set_value(Error());
 
     bool have_gil = false;
-    std::deque<Job> batch;
     for (;;) {
+      // One job at a time: every job not running stays in queue_, where
+      // shutdown and the wedge find it.
+      std::optional<Job> job;
       {
         std::unique_lock<std::mutex> lk(mutex_);
         if (queue_.empty() && !stopping_) {
@@ -178,13 +181,13 @@ private:
         }
         if (queue_.empty() && stopping_)
           break;
-        batch.swap(queue_);
+        job.emplace(std::move(queue_.front()));
+        queue_.pop_front();
       }
-      for (auto& job : batch)
-        run_job(job, have_gil);
-      // Destroy finished jobs outside the queue lock: a Ref dropped here
-      // queues its release.
-      batch.clear();
+      run_job(*job, have_gil);
+      // Destroyed outside the queue lock: a Ref dropped here queues its
+      // release.
+      job.reset();
     }
     if (!have_gil)
       interp_->acquire_gil();
@@ -195,6 +198,12 @@ private:
 
   void run_job(Job& job, bool& have_gil) {
     auto now = clock::now();
+    // Jobs this thread already took from the queue are not seen by shutdown
+    // or by the wedge: answer them here.
+    if (job.slot && stopping_flag_.load(std::memory_order_acquire)) {
+      finish(job, Expected<Value>(Error(ErrorCode::runtime_stopped, job.label + ": the runtime stopped before it ran")));
+      return;
+    }
     if (job.slot && !job.slot->start()) {
       // The caller was told at its deadline while the job waited.
       stats_.missed(job.type, DeadlinePhase::queued);
@@ -212,7 +221,7 @@ private:
     }
     auto seq = ++seq_;
     auto started = clock::now();
-    arm(seq, job.deadline, job.label);
+    arm(seq, job.deadline, job.label, job.slot);
     interp_->begin_request(seq, job.label, job.deadline);
     AnyReply reply = dispatch(job);
     interp_->end_request();
@@ -222,12 +231,21 @@ private:
     { AnyRequest spent = std::move(job.request); }
     live_refs_.store(interp_->live_refs());
     auto ended = clock::now();
-    if (wedged_.exchange(false))
-      recovered_.fetch_add(1);
     stats_.timing(job.type, started - job.enqueued, ended - started);
 
-    // A reply after the deadline is a deadline miss, whatever it holds.
-    if (job.deadline.expired(ended)) {
+    if (stopping_flag_.load(std::memory_order_acquire) && !job.deadline.expired(ended)) {
+      // Interrupted by shutdown, not by its deadline.
+      auto* v = std::get_if<Expected<Value>>(&reply);
+      if (v && !v->has_value() && v->error().code == ErrorCode::deadline_exceeded) {
+        Error e = v->error();
+        e.code = ErrorCode::runtime_stopped;
+        e.phase = DeadlinePhase::none;
+        e.message = job.label + ": interrupted because the runtime is stopping";
+        reply = Expected<Value>(std::move(e));
+      }
+    } else if (job.deadline.expired(ended) && std::holds_alternative<Expected<Value>>(reply)) {
+      // A reply after the deadline is a deadline miss, whatever it holds.
+      // (A batch keeps its results: run_batch marks each late call.)
       stats_.missed(job.type, DeadlinePhase::soft);
       auto* v = std::get_if<Expected<Value>>(&reply);
       if (!v || v->has_value() || v->error().code != ErrorCode::deadline_exceeded) {
@@ -268,7 +286,7 @@ private:
         continue;
       }
       auto r = interp_->run(c);
-      if (c.deadline.is_finite() && c.deadline.expired() && r.has_value())
+      if (d.expired() && r.has_value())
         r = deadline_error(ReplySlot::running, "batch[" + std::to_string(i) + "] " + c.target);
       out.results.push_back(std::move(r));
     }
@@ -285,11 +303,12 @@ private:
 
   // -- the watchdog -------------------------------------------------------------
 
-  void arm(std::uint64_t seq, Deadline deadline, const std::string& label) {
+  void arm(std::uint64_t seq, Deadline deadline, const std::string& label, std::shared_ptr<ReplySlot> slot) {
     bool wake = false;
     {
       std::lock_guard<std::mutex> g(wd_mutex_);
       wd_seq_ = seq;
+      wd_slot_ = std::move(slot);
       wd_deadline_ = deadline;
       wd_label_ = label;
       wd_interrupted_ = false;
@@ -303,6 +322,10 @@ private:
   void disarm() {
     std::lock_guard<std::mutex> g(wd_mutex_);
     wd_seq_ = 0;
+    wd_slot_.reset();
+    // Under the watchdog's lock: it sets wedged only while the call runs.
+    if (wedged_.exchange(false))
+      recovered_.fetch_add(1);
   }
 
   void watch() {
@@ -327,8 +350,12 @@ private:
         auto wedge_at = wd_deadline_.when() + grace_;
         if (now >= wedge_at) {
           wd_wedged_ = true;
+          // Set while the stuck call is still armed (disarm clears it under
+          // this lock), so a call returning now cannot leave it set.
+          wedged_.store(true, std::memory_order_release);
+          wedged_count_.fetch_add(1);
           lk.unlock();
-          become_wedged();
+          fail_stranded();
           lk.lock();
           continue;
         }
@@ -338,9 +365,8 @@ private:
     }
   }
 
-  void become_wedged() {
-    wedged_.store(true, std::memory_order_release);
-    wedged_count_.fetch_add(1);
+  // The runtime just became wedged: queued requests fail fast.
+  void fail_stranded() {
     std::deque<Job> stranded;
     {
       std::lock_guard<std::mutex> lk(mutex_);
@@ -365,6 +391,7 @@ private:
     {
       std::lock_guard<std::mutex> lk(mutex_);
       stopping_ = true;
+      stopping_flag_.store(true, std::memory_order_release);
       stranded.swap(queue_);
     }
     cv_.notify_all();
@@ -392,6 +419,17 @@ private:
                        + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(bound).count())
                        + "ms (a call is stuck in native code); it was left running";
       thread_.detach();
+      // The running call may never return: its caller still gets its reply.
+      std::shared_ptr<ReplySlot> running;
+      std::string label;
+      {
+        std::lock_guard<std::mutex> g(wd_mutex_);
+        running = wd_slot_;
+        label = wd_label_;
+      }
+      if (running)
+        running->complete(Expected<Value>(Error(ErrorCode::runtime_stopped,
+                                                label + ": the runtime stopped while this call was stuck")));
     }
     {
       std::lock_guard<std::mutex> g(wd_mutex_);
@@ -417,6 +455,7 @@ private:
   std::condition_variable cv_;
   std::deque<Job> queue_;
   bool stopping_ = false;
+  std::atomic<bool> stopping_flag_{false};  // stopping_, readable without the lock
   std::atomic<bool> stopped_{false};
 
   std::mutex wd_mutex_;
@@ -424,6 +463,7 @@ private:
   std::uint64_t wd_seq_ = 0;
   Deadline wd_deadline_;
   std::string wd_label_;
+  std::shared_ptr<ReplySlot> wd_slot_;
   bool wd_interrupted_ = false;
   bool wd_wedged_ = false;
   bool wd_stop_ = false;

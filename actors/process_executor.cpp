@@ -160,6 +160,8 @@ public:
 
   ~ProcessExecutor() override {
     shutdown(config_.runtime.shutdown_grace);
+    if (wake_fd_ >= 0)
+      close(wake_fd_);
   }
 
   Error start() {
@@ -238,9 +240,8 @@ public:
       wake();
       if (supervisor_.joinable())
         supervisor_.join();
-      if (wake_fd_ >= 0)
-        close(wake_fd_);
-      wake_fd_ = -1;
+      // wake_fd_ is closed in the destructor: a submit racing with this
+      // shutdown may still write to it.
     });
     return report_;
   }
@@ -374,24 +375,13 @@ private:
   int reap(Child& c, bool kill_first) {
     int status = 0;
     if (c.pid > 0) {
-      if (kill_first)
-        ::kill(-c.pid, SIGKILL);  // the whole process group
-      else {
-        // It closed its socket: it is exiting. Give it a moment, then kill.
-        auto until = clock::now() + 200ms;
-        pid_t r;
-        while ((r = waitpid(c.pid, &status, WNOHANG)) == 0 && clock::now() < until)
-          std::this_thread::sleep_for(1ms);
-        if (r == c.pid) {
-          ::kill(-c.pid, SIGKILL);  // anything it left behind in its group
-          c.pid = -1;
-        } else {
-          ::kill(-c.pid, SIGKILL);
-        }
+      // The whole process group, before reaping its leader (whose pid could
+      // be reused once reaped). A child that closed its socket is already
+      // exiting: the signal does not change its exit status.
+      ::kill(-c.pid, SIGKILL);
+      (void)kill_first;
+      while (waitpid(c.pid, &status, 0) < 0 && errno == EINTR) {
       }
-      if (c.pid > 0)
-        while (waitpid(c.pid, &status, 0) < 0 && errno == EINTR) {
-        }
       c.pid = -1;
     }
     if (c.fd >= 0)
@@ -500,9 +490,11 @@ private:
           adopt_refs(*r);
     }
     if (job.deadline.expired(now)) {
+      // A reply after the deadline is a deadline miss (a batch keeps its
+      // results: the worker marked each late call).
       stats_.missed(job.type, DeadlinePhase::soft);
       auto* v = std::get_if<Expected<Value>>(&reply);
-      if (!v || v->has_value() || v->error().code != ErrorCode::deadline_exceeded)
+      if (v && (v->has_value() || v->error().code != ErrorCode::deadline_exceeded))
         reply = Expected<Value>(deadline_error(ReplySlot::running, job.label));
     }
     if (job.slot) {

@@ -58,6 +58,9 @@ std::string label_of(const Req& r) {
 }
 
 Deadline deadline_of(const ReleaseRequest&) { return Deadline::never(); }
+void set_request_deadline(ReleaseRequest&, const Deadline&) {}
+template <class Req>
+void set_request_deadline(Req& r, const Deadline& d) { r.deadline = d; }
 template <class Req>
 Deadline deadline_of(const Req& r) { return r.deadline; }
 
@@ -81,6 +84,7 @@ caf::response_promise forward(front_actor* self, Req& req) {
   job.type = kind_name(req);
   job.label = label_of(req);
   job.deadline = st.policy->resolve(job.type, target_of(req), deadline_of(req));
+  set_request_deadline(req, job.deadline);  // a worker process reads it from the request
   auto slot = std::make_shared<ActorSlot>(caf::actor_cast<caf::actor>(self), id);
   job.slot = slot;
   st.pending.emplace(id, Pending{rp, slot, job.label});

@@ -8,6 +8,7 @@
 #include "gilkeeper/actors/wire.hpp"
 
 #include <csignal>
+#include <cstdlib>
 #include <condition_variable>
 #include <mutex>
 #include <sys/prctl.h>
@@ -177,7 +178,9 @@ int run_worker(int fd, int parent) {
     (*executor)->submit(std::move(job));
   }
   (*executor)->shutdown(config.runtime.shutdown_grace);
-  return 0;
+  // Leave at once: a call that did not stop may still reply through this
+  // function's stack objects; nothing here needs flushing.
+  std::_Exit(0);
 }
 
 } // namespace gk

@@ -126,7 +126,8 @@ struct ClientRun {
 
 // Runs `clients` threads, each calling `call()` in a loop for `seconds`, and
 // records every round trip. All threads start together.
-ClientRun run_clients(int clients, double seconds, const std::function<void()>& call) {
+ClientRun run_clients(int clients, double seconds, const std::function<void()>& call,
+                      const std::function<void()>& at_exit = {}) {
   ClientRun run;
   run.latencies.resize(static_cast<std::size_t>(clients));
   std::mutex m;
@@ -147,6 +148,8 @@ ClientRun run_clients(int clients, double seconds, const std::function<void()>& 
         call();
         lat.push_back(us_since(t0));
       }
+      if (at_exit)
+        at_exit();
     });
   // Let every thread reach the gate.
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -451,6 +454,8 @@ Result process_cpu(double seconds, int workers) {
 // late the caller is told, and how long after the deadline the caller's next
 // call is served (on the warm spare, or on a new worker without one).
 Result hard_deadline(int n, bool spare, bool next_served) {
+  const char* env = std::getenv("GK_BENCH_SPARE_WAIT_MS");  // (an experiment knob)
+  const int spare_wait_ms = env ? std::atoi(env) : 60;
   gk::Runtime rt(process_config(std::string("spare = ") + (spare ? "true" : "false")
                                 + "\n[timeouts]\ngrace = \"20ms\"\n"));
   Result r;
@@ -458,7 +463,7 @@ Result hard_deadline(int n, bool spare, bool next_served) {
   for (int i = 0; i < n; ++i) {
     must(rt.call("gk_benchmod:noop"));  // a worker is ready
     if (spare)
-      std::this_thread::sleep_for(std::chrono::milliseconds(60));  // and so is the spare
+      std::this_thread::sleep_for(std::chrono::milliseconds(spare_wait_ms));  // and so is the spare
     auto deadline = gk::Deadline::after(budget);
     auto v = rt.call("gk_benchmod:spin_native", {10.0}, {}, gk::RequestOptions::with_deadline(deadline));
     if (v) {
@@ -471,6 +476,9 @@ Result hard_deadline(int n, bool spare, bool next_served) {
     }
     must(rt.call("gk_benchmod:noop"));
     r.samples.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - deadline.when()).count());
+    if (std::getenv("GK_BENCH_TRACE"))  // to line iterations up with a `perf record -k CLOCK_MONOTONIC` trace
+      std::fprintf(stderr, "iteration %d deadline %.6f s, next served %.0f us after it\n", i,
+                   std::chrono::duration<double>(deadline.when().time_since_epoch()).count(), r.samples.back());
   }
   return r;
 }
@@ -582,6 +590,60 @@ Result peer_gilstate(int threads, int n, double seconds) {
   return r;
 }
 
+// The same, but each host thread keeps one Python thread state for its whole
+// life and only swaps the GIL in and out (PyEval_RestoreThread /
+// PyEval_SaveThread): the cheapest way for a host thread to call Python.
+Result peer_kept_tstate(int threads, int n, double seconds) {
+  Py_InitializeEx(0);
+  PyObject* fn = define_noop();
+  PyObject* args = PyTuple_New(0);
+  PyInterpreterState* interp = PyInterpreterState_Get();
+  PyThreadState* main_state = PyEval_SaveThread();
+  thread_local PyThreadState* mine = nullptr;
+  auto call = [&] {
+    if (!mine)
+      mine = PyThreadState_New(interp);  // once per host thread
+    PyEval_RestoreThread(mine);
+    PyObject* res = PyObject_Call(fn, args, nullptr);
+    if (!res) {
+      PyErr_Print();
+      std::exit(1);
+    }
+    Py_DECREF(res);
+    PyEval_SaveThread();
+  };
+  auto done = [&] {
+    // Leave no thread state behind (Py_FinalizeEx would find it).
+    if (mine) {
+      PyEval_RestoreThread(mine);
+      PyThreadState_Clear(mine);
+      PyThreadState_DeleteCurrent();
+      mine = nullptr;
+    }
+  };
+  Result r;
+  if (threads == 1) {
+    std::thread t([&] {
+      for (int i = 0; i < 200; ++i)
+        call();
+      for (int i = 0; i < n; ++i) {
+        auto t0 = clock_type::now();
+        call();
+        r.samples.push_back(us_since(t0));
+      }
+      done();
+    });
+    t.join();
+  } else {
+    r = run_clients(threads, seconds, call, done).result();
+  }
+  PyEval_RestoreThread(main_state);
+  Py_DECREF(args);
+  Py_DECREF(fn);
+  Py_FinalizeEx();
+  return r;
+}
+
 #ifdef GK_BENCH_HAVE_PYBIND11
 namespace py = pybind11;
 
@@ -677,6 +739,8 @@ int main(int argc, char** argv) {
       {"peer.gilstate.1thread", [&] { return peer_gilstate(1, n, seconds); }},
       {"peer.gilstate.8threads", [&] { return peer_gilstate(8, n, seconds); }},
       {"peer.gilstate.32threads", [&] { return peer_gilstate(32, n, seconds); }},
+      {"peer.tstate.1thread", [&] { return peer_kept_tstate(1, n, seconds); }},
+      {"peer.tstate.32threads", [&] { return peer_kept_tstate(32, n, seconds); }},
 #ifdef GK_BENCH_HAVE_PYBIND11
       {"peer.pybind11.1thread", [&] { return peer_pybind11(1, n, seconds); }},
       {"peer.pybind11.8threads", [&] { return peer_pybind11(8, n, seconds); }},

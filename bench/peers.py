@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyt
 import gk_benchmod  # noqa: E402
 
 WARMUP = 50
+UNAVAILABLE = 3  # exit status: the peer is not installed here
 
 
 def percentile(v, p):
@@ -53,7 +54,11 @@ def mp_pool_apply(n):
 
 
 def pebble_pool():
-    from pebble import ProcessPool
+    try:
+        from pebble import ProcessPool
+    except ImportError:
+        print("peers.py: pebble is not installed (Debian: python3-pebble)", file=sys.stderr)
+        sys.exit(UNAVAILABLE)
     return ProcessPool(max_workers=1)
 
 

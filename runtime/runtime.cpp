@@ -143,6 +143,12 @@ ShutdownReport Runtime::shutdown() {
   auto& impl = *impl_;
   std::call_once(impl.shutdown_once, [&] {
     impl.report = impl.executor->shutdown(impl.config.runtime.shutdown_grace);
+    {
+      std::lock_guard<std::mutex> g(impl.actors_mutex);
+      for (auto& a : impl.actors)
+        caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+      impl.actors.clear();
+    }
     stop_py_runtime(impl.front);
     impl.front = py_runtime_actor{};
     impl.system.reset();  // waits for the front actor to finish

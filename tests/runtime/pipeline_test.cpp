@@ -308,3 +308,14 @@ TEST_CASE("a pool of 8 worker actors calling Python concurrently returns every r
   REQUIRE_FALSE(err.has_value());
   CHECK(err.error().type == "ValueError");
 }
+
+TEST_CASE("shutdown does not wait for the host to drop its worker handles", "[workers][shutdown]") {
+  auto rt = std::make_unique<Runtime>(test::test_config());
+  auto one = spawn_worker(*rt, [](const Value& v) { return WorkerReply(v); });
+  auto pool = spawn_worker_pool(*rt, 4, [](const Value& v) { return WorkerReply(v); });
+  REQUIRE(ask(*rt, one, Value(1)).has_value());
+  REQUIRE(ask(*rt, pool, Value(2)).has_value());
+  auto t0 = std::chrono::steady_clock::now();
+  rt->shutdown();
+  CHECK(test::ms_since(t0) < 3000);
+}

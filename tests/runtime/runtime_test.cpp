@@ -185,8 +185,10 @@ TEST_CASE("queued requests get runtime_stopped at shutdown", "[runtime][shutdown
     if (!results[i] && results[i].error().code == ErrorCode::runtime_stopped)
       stopped++;
   CHECK(stopped == 7);
-  // The running call was interrupted by the shutdown rather than waited for.
+  // The running call was interrupted by the shutdown rather than waited
+  // for, and says so (it did not miss its deadline).
   REQUIRE_FALSE(results[0].has_value());
+  CHECK(results[0].error().code == ErrorCode::runtime_stopped);
 }
 
 TEST_CASE("multiprocessing in the runtime starts the configured interpreter, not the host", "[runtime][multiprocessing]") {
@@ -213,5 +215,25 @@ TEST_CASE("a batch gives one result per call, in order, failures included", "[ru
     } else {
       CHECK((*r)[i]->as_int() == i + 1);
     }
+  }
+}
+
+TEST_CASE("shutdown is quick and finalizes when calls are queued behind a running one", "[runtime][shutdown]") {
+  auto rt = std::make_unique<Runtime>(test::test_config("[runtime]\nshutdown_grace = \"200ms\"\n"));
+  std::vector<std::thread> threads;
+  std::vector<Expected<Value>> results(5);
+  for (int i = 0; i < 5; ++i) {
+    threads.emplace_back([&, i] { results[i] = rt->call("gk_testmod:sleep_for", {1.5}); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  auto report = rt->shutdown();
+  CHECK(test::ms_since(t0) < 1000);
+  CHECK(report.finalized);
+  for (auto& t : threads)
+    t.join();
+  for (auto& r : results) {
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == ErrorCode::runtime_stopped);
   }
 }
