@@ -299,6 +299,7 @@ Result floor_pyobject_call(int n) {
   Py_DECREF(args);
   Py_DECREF(fn);
   Py_FinalizeEx();
+  r.extra["calls_per_s"] = 1e9 / percentile(r.samples, 0.5);
   return r;
 }
 
