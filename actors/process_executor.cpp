@@ -774,7 +774,10 @@ private:
           continue;
         if (c.state == Child::State::dying) {
           int status = 0;
-          if (waitpid(c.pid, &status, WNOHANG) == c.pid)
+          pid_t r = waitpid(c.pid, &status, WNOHANG);
+          // ECHILD: a host that ignores SIGCHLD has its children reaped by
+          // the kernel; there is nothing left to wait for.
+          if (r == c.pid || (r < 0 && errno == ECHILD))
             c.pid = -1;
           continue;
         }
