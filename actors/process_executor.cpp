@@ -219,7 +219,10 @@ public:
         s.restarts_by_cause.emplace_back(cause, n);
       }
       s.workers = workers_;
-      s.rss_bytes = rss_total_;
+      // Read on demand: /proc reads on every turn of the loop cost the
+      // round trip dearly.
+      for (int pid : pids_)
+        s.rss_bytes += rss_of(pid);
       s.wedged = false;
     }
     s.isolation = "process";
@@ -797,11 +800,6 @@ private:
                       children_.end());
       if (children_.size() != before)
         publish_pids();
-      std::uint64_t rss = 0;
-      for (auto& c : children_)
-        rss += rss_of(c.pid);
-      std::lock_guard<std::mutex> lk(mutex_);
-      rss_total_ = rss;
     }
   }
 
@@ -888,7 +886,6 @@ private:
   std::string degraded_reason_;
   std::map<std::string, std::uint64_t> restarts_;
   std::vector<int> pids_;
-  std::uint64_t rss_total_ = 0;
 
   // Supervisor thread only.
   std::vector<Child> children_;

@@ -15,6 +15,11 @@
 //   process.*   gilkeeper, process isolation
 //   peer.*      the usual ways to call Python from C++ host threads
 //   deadline.*  how late deadlines are reported, and recovery after a kill
+//
+// Knobs for investigations (not used by bench/run): GK_BENCH_TRACE=1 makes
+// the deadline.hard.* figures print each iteration's deadline (steady clock,
+// to line up with `perf record -k CLOCK_MONOTONIC`), GK_BENCH_SPARE_WAIT_MS
+// sets how long they let the spare start (60 ms by default).
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -455,7 +460,7 @@ Result process_cpu(double seconds, int workers) {
 // late the caller is told, and how long after the deadline the caller's next
 // call is served (on the warm spare, or on a new worker without one).
 Result hard_deadline(int n, bool spare, bool next_served) {
-  const char* env = std::getenv("GK_BENCH_SPARE_WAIT_MS");  // (an experiment knob)
+  const char* env = std::getenv("GK_BENCH_SPARE_WAIT_MS");
   const int spare_wait_ms = env ? std::atoi(env) : 60;
   gk::Runtime rt(process_config(std::string("spare = ") + (spare ? "true" : "false")
                                 + "\n[timeouts]\ngrace = \"20ms\"\n"));

@@ -164,6 +164,9 @@ Expected<std::unique_ptr<Interpreter>> Interpreter::start(InterpreterOptions opt
   PyConfig_InitPythonConfig(&config);
   config.install_signal_handlers = 0;  // the host keeps its signal handlers
   config.parse_argv = 0;
+  // The host's C stdin/stdout are the host's: PYTHONUNBUFFERED and friends
+  // must not make them unbuffered.
+  config.configure_c_stdio = 0;
   // sys.executable must be a real interpreter: multiprocessing starts it.
   PyStatus status = PyConfig_SetBytesString(&config, &config.executable, options.executable.c_str());
   if (!PyStatus_Exception(status))
