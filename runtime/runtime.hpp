@@ -131,6 +131,7 @@ public:
 
   /// The actor system (for hosts that are CAF programs). See also
   /// `runtime_actor()` in actors/py_runtime.hpp.
+  /// PRECONDITION: before shutdown() (the system is gone after it).
   caf::actor_system& system() noexcept;
 
   struct Impl;
