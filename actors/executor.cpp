@@ -278,18 +278,25 @@ private:
   BatchReply run_batch(BatchRequest& b, const Job& job) {
     BatchReply out;
     out.results.reserve(b.calls.size());
+    interp_->begin_batch();
+    // One clock read per call: the time after a call is the time before the
+    // next one.
+    auto now = clock::now();
     for (std::size_t i = 0; i < b.calls.size(); ++i) {
       auto& c = b.calls[i];
       Deadline d = job.deadline.min(c.deadline);
-      if (d.expired()) {
+      if (d.expired(now)) {
         out.results.emplace_back(deadline_error(ReplySlot::queued, job.label + "[" + std::to_string(i) + "] " + c.target));
         continue;
       }
       auto r = interp_->run(c);
-      if (d.expired() && r.has_value())
+      if (d.is_finite())
+        now = clock::now();
+      if (d.expired(now) && r.has_value())
         r = deadline_error(ReplySlot::running, "batch[" + std::to_string(i) + "] " + c.target);
       out.results.push_back(std::move(r));
     }
+    interp_->end_batch();
     return out;
   }
 

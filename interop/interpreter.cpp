@@ -92,6 +92,10 @@ struct Interpreter::Impl {
   PyObject* main_dict = nullptr;  // borrowed from __main__
   int signo = 0;
   std::string origin;
+  // The batch cache: the last target resolved in the current batch.
+  bool in_batch = false;
+  std::string cached_target;
+  detail::PyRef cached_callable;
   std::shared_ptr<detail::CapabilityPolicy> policy;
 
   detail::RefContext refs() {
@@ -284,6 +288,8 @@ Expected<Value> Interpreter::run(const CallRequest& r) {
     if (!self)
       return err;
     callable = r.target.empty() ? detail::PyRef::borrow(self) : get_path(self, r.target);
+  } else if (impl.in_batch && impl.cached_callable && r.target == impl.cached_target) {
+    callable = detail::PyRef::borrow(impl.cached_callable.get());
   } else {
     Target t;
     if (!split_target(r.target, t))
@@ -291,6 +297,10 @@ Expected<Value> Interpreter::run(const CallRequest& r) {
     detail::PyRef m = import_module(t.module);
     if (m)
       callable = get_path(m.get(), t.path);
+    if (callable && impl.in_batch) {
+      impl.cached_target = r.target;
+      impl.cached_callable = detail::PyRef::borrow(callable.get());
+    }
   }
   if (!callable)
     return impl.result({}, false);
@@ -361,6 +371,16 @@ Expected<Value> Interpreter::run(const ReleaseRequest& r) {
     return e;
   }
   return Value();
+}
+
+void Interpreter::begin_batch() {
+  impl_->in_batch = true;
+}
+
+void Interpreter::end_batch() {
+  impl_->in_batch = false;
+  impl_->cached_target.clear();
+  impl_->cached_callable = detail::PyRef();
 }
 
 std::size_t Interpreter::live_refs() const {

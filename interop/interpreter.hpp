@@ -81,6 +81,12 @@ public:
   Expected<Value> run(const GetattrRequest& r);
   Expected<Value> run(const ReleaseRequest& r);
 
+  /// Within a batch, a call target resolved once is reused by the calls
+  /// after it (no re-resolution of the same "module:function" per call).
+  /// PRECONDITION: owner thread, GIL held; every begin has its end.
+  void begin_batch();
+  void end_batch();
+
   /// Handles in the table. PRECONDITION: owner thread.
   std::size_t live_refs() const;
   /// The epoch stamped on this interpreter's Refs (unique per process).

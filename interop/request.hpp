@@ -76,7 +76,8 @@ struct ReleaseRequest {
 /// `batch`: many calls in one message; one result each, in order. The batch's
 /// deadline bounds the whole batch; a call's own deadline, when set and
 /// earlier, bounds that call. A failed call does not stop the batch, an
-/// expired deadline fails the calls not yet run.
+/// expired deadline fails the calls not yet run. Within one batch a target
+/// ("module:function") is resolved once, by its first call, and reused.
 struct BatchRequest {
   std::vector<CallRequest> calls;
   Deadline deadline;
