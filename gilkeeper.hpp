@@ -2,7 +2,7 @@
 
 /// gilkeeper: run Python safely and on time from a multi-threaded C++ host.
 /// This umbrella header brings in the host API (no CAF beyond caf/fwd.hpp,
-/// no Python.h). Hosts that are CAF programs also include
+/// no Python headers). Hosts that are CAF programs also include
 /// <gilkeeper/actors/py_runtime.hpp> for the typed actor handle.
 
 #include "gilkeeper/config/config.hpp"

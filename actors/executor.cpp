@@ -98,10 +98,7 @@ public:
       cv_.notify_one();
       return;
     }
-    if (counted) {
-      stats_.error(job.type);
-      job.slot->complete(Expected<Value>(std::move(reject)));
-    }
+    detail::refuse(stats_, job, std::move(reject));
   }
 
   Stats stats() const override {
@@ -146,13 +143,8 @@ private:
     std::weak_ptr<ThreadExecutor> weak = self;
     if (!options_.host_owned_refs)
       options.release_ref = [weak](std::uint64_t id, std::uint64_t epoch) {
-      if (auto ex = weak.lock()) {
-        Job job;
-        job.request = ReleaseRequest{id, epoch};
-        job.type = "release";
-        job.label = "release";
-        ex->submit(std::move(job));
-      }
+      if (auto ex = weak.lock())
+        ex->submit(release_job(id, epoch));
     };
     auto interp = Interpreter::start(std::move(options));
     if (!interp) {
@@ -383,10 +375,8 @@ private:
         (j.slot ? stranded : keep).push_back(std::move(j));
       queue_.swap(keep);
     }
-    for (auto& j : stranded) {
-      stats_.error(j.type);
-      j.slot->complete(Expected<Value>(wedged_error(j.label)));
-    }
+    for (auto& j : stranded)
+      detail::refuse(stats_, j, wedged_error(j.label));
   }
 
   // -- shutdown -------------------------------------------------------------
@@ -403,8 +393,7 @@ private:
     }
     cv_.notify_all();
     for (auto& j : stranded)
-      if (j.slot)
-        j.slot->complete(Expected<Value>(Error(ErrorCode::runtime_stopped, j.label + ": the runtime stopped before it ran")));
+      detail::refuse(stats_, j, Error(ErrorCode::runtime_stopped, j.label + ": the runtime stopped before it ran"));
     stranded.clear();
     {
       // Interrupt the running call, if any, so that shutdown is not held up

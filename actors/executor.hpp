@@ -8,7 +8,7 @@
 /// - in the queue: a job whose deadline passed before it started never runs
 ///   (`deadline_exceeded`, phase `queued`);
 /// - in flight: at the deadline the watchdog interrupts the running Python
-///   code (a thread-directed real-time signal whose Python handler raises
+///   code (a thread-directed real-time signal whose Python-level handler raises
 ///   `gilkeeper.DeadlineExceeded`); a reply produced after the deadline is a
 ///   `deadline_exceeded` (phase `soft`);
 /// - stuck in native code: `grace` after the deadline the executor reports
@@ -90,6 +90,15 @@ struct Job {
 /// interrupt takes about 0.2 ms, so this keeps the caller within ~1 ms of its
 /// deadline while usually reporting where the code was stuck.
 inline constexpr std::chrono::microseconds kInterruptedReplyWait{1000};
+
+/// The fire-and-forget job a Ref's last copy sends to release its object.
+inline Job release_job(std::uint64_t id, std::uint64_t epoch) {
+  Job job;
+  job.request = ReleaseRequest{id, epoch};
+  job.type = "release";
+  job.label = "release";
+  return job;
+}
 
 /// The error a caller gets when its deadline passes: phase `queued` when the
 /// job had not started, `soft` when it was running.

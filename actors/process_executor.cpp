@@ -200,10 +200,7 @@ public:
       wake();
       return;
     }
-    if (counted) {
-      stats_.error(job.type);
-      job.slot->complete(Expected<Value>(std::move(reject)));
-    }
+    detail::refuse(stats_, job, std::move(reject));
   }
 
   Stats stats() const override {
@@ -421,10 +418,7 @@ private:
             queue_.push_back(std::move(j));
       }
       for (auto& j : refused)
-        if (j.slot) {
-          stats_.error(j.type);
-          j.slot->complete(Expected<Value>(Error(ErrorCode::degraded, j.label + ": " + degraded_reason_)));
-        }
+        detail::refuse(stats_, j, Error(ErrorCode::degraded, j.label + ": " + degraded_reason_));
       crash_times_.clear();
       next_spawn_ = degraded_until_;
     }
@@ -452,11 +446,7 @@ private:
             r.id(), r.epoch(), r.type_name(), [weak](std::uint64_t id, std::uint64_t epoch) {
               if (auto ex = weak.lock()) {
                 ex->live_refs_--;
-                Job job;
-                job.request = ReleaseRequest{id, epoch};
-                job.type = "release";
-                job.label = "release";
-                ex->submit(std::move(job));
+                ex->submit(release_job(id, epoch));
               }
             })));
         break;
@@ -814,8 +804,7 @@ private:
       grace = shutdown_grace_;
     }
     for (auto& j : stranded)
-      if (j.slot)
-        j.slot->complete(Expected<Value>(Error(ErrorCode::runtime_stopped, j.label + ": the runtime stopped before it ran")));
+      detail::refuse(stats_, j, Error(ErrorCode::runtime_stopped, j.label + ": the runtime stopped before it ran"));
     for (auto& c : children_)
       if (c.pid > 0) {
         auto bye = wire::encode_goodbye();

@@ -20,18 +20,14 @@
 // the deadline.hard.* figures print each iteration's deadline (steady clock,
 // to line up with `perf record -k CLOCK_MONOTONIC`), GK_BENCH_SPARE_WAIT_MS
 // sets how long they let the spare start (60 ms by default).
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-
 #include "gilkeeper/actors/messages.hpp"
 #include "gilkeeper/actors/py_runtime.hpp"
 #include "gilkeeper/gilkeeper.hpp"
 
-#include <caf/all.hpp>
+#include "harness.hpp"
+#include "native_peers.hpp"
 
-#ifdef GK_BENCH_HAVE_PYBIND11
-#include <pybind11/embed.h>
-#endif
+#include <caf/all.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -58,29 +54,7 @@ extern char** environ;
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
-
-struct Result {
-  std::string unit = "us";
-  std::vector<double> samples;  // one per iteration, in `unit`
-  std::map<std::string, double> extra;
-};
-
-// At most this many samples are printed (evenly spaced quantiles of all of
-// them); median and p99 are computed over all samples.
-constexpr std::size_t kMaxPrintedSamples = 20000;
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty())
-    return 0;
-  std::sort(v.begin(), v.end());
-  auto k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[k];
-}
-
-double us_since(clock_type::time_point t0) {
-  return std::chrono::duration<double, std::micro>(clock_type::now() - t0).count();
-}
+using namespace gk_bench;
 
 #ifndef GK_BENCH_EXT_DIR
 #define GK_BENCH_EXT_DIR ""
@@ -101,75 +75,6 @@ void must(const gk::Expected<gk::Value>& v) {
     std::cerr << v.error().to_string() << "\n";
     std::exit(1);
   }
-}
-
-// Per-client counts and latencies of a fixed-duration run with many clients.
-struct ClientRun {
-  std::vector<std::vector<double>> latencies;  // per client, us
-  double seconds = 0;
-
-  Result result() const {
-    Result r;
-    long total = 0, most = 0, least = -1;
-    for (auto& l : latencies) {
-      long c = static_cast<long>(l.size());
-      total += c;
-      most = std::max(most, c);
-      least = least < 0 ? c : std::min(least, c);
-      r.samples.insert(r.samples.end(), l.begin(), l.end());
-    }
-    r.extra["calls_per_s"] = static_cast<double>(total) / seconds;
-    r.extra["clients"] = static_cast<double>(latencies.size());
-    r.extra["min_client_calls"] = static_cast<double>(least);
-    r.extra["max_client_calls"] = static_cast<double>(most);
-    // A client that never got a call through counts as one call (and shows
-    // as min_client_calls = 0).
-    r.extra["fairness"] = static_cast<double>(most) / static_cast<double>(std::max(1L, least));
-    return r;
-  }
-};
-
-// Runs `clients` threads, each calling `call()` in a loop for `seconds`, and
-// records every round trip. All threads start together.
-ClientRun run_clients(int clients, double seconds, const std::function<void()>& call,
-                      const std::function<void()>& at_exit = {}) {
-  ClientRun run;
-  run.latencies.resize(static_cast<std::size_t>(clients));
-  std::mutex m;
-  std::condition_variable cv;
-  bool go = false;
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> threads;
-  for (int c = 0; c < clients; ++c)
-    threads.emplace_back([&, c] {
-      auto& lat = run.latencies[static_cast<std::size_t>(c)];
-      lat.reserve(1 << 16);
-      {
-        std::unique_lock<std::mutex> lk(m);
-        cv.wait(lk, [&] { return go; });
-      }
-      while (!stop.load(std::memory_order_relaxed)) {
-        auto t0 = clock_type::now();
-        call();
-        lat.push_back(us_since(t0));
-      }
-      if (at_exit)
-        at_exit();
-    });
-  // Let every thread reach the gate.
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  auto t0 = clock_type::now();
-  {
-    std::lock_guard<std::mutex> lk(m);
-    go = true;
-  }
-  cv.notify_all();
-  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-  stop = true;
-  for (auto& t : threads)
-    t.join();
-  run.seconds = us_since(t0) / 1e6;
-  return run;
 }
 
 // -- floors -------------------------------------------------------------------
@@ -284,27 +189,6 @@ Result floor_socketpair(int n) {
   close(sv[0]);
   int status = 0;
   waitpid(pid, &status, 0);
-  return r;
-}
-
-Result floor_pyobject_call(int n) {
-  Py_InitializeEx(0);
-  PyObject* fn = PyRun_String("lambda: None", Py_eval_input, PyModule_GetDict(PyImport_AddModule("__main__")),
-                              PyModule_GetDict(PyImport_AddModule("__main__")));
-  PyObject* args = PyTuple_New(0);
-  Result r;
-  r.unit = "ns";
-  // Individual calls are too short to time one by one: time blocks of 1000.
-  for (int i = 0; i < n; ++i) {
-    auto t0 = clock_type::now();
-    for (int k = 0; k < 1000; ++k)
-      Py_DECREF(PyObject_Call(fn, args, nullptr));
-    r.samples.push_back(us_since(t0));  // us per 1000 calls == ns per call
-  }
-  Py_DECREF(args);
-  Py_DECREF(fn);
-  Py_FinalizeEx();
-  r.extra["calls_per_s"] = 1e9 / percentile(r.samples, 0.5);
   return r;
 }
 
@@ -534,156 +418,6 @@ Result gk_deadline(int n, const std::string& target, bool interrupt_latency) {
     r.extra["missed_queued"] = queued;
   return r;
 }
-
-// -- peers: host threads taking the GIL themselves --------------------------------
-//
-// The interpreter is initialised on the main thread, which then drops the
-// GIL; `threads` host threads each loop on: take the GIL, call a trivial
-// Python function, drop the GIL. A host thread has no Python thread state of
-// its own, so each PyGILState_Ensure creates one and the matching Release
-// destroys it (this is what a host that "just takes the GIL" pays).
-
-const char* kNoopSource = "def noop():\n    return None\n";
-
-PyObject* define_noop() {
-  PyObject* globals = PyModule_GetDict(PyImport_AddModule("__main__"));
-  PyObject* r = PyRun_String(kNoopSource, Py_file_input, globals, globals);
-  if (!r) {
-    PyErr_Print();
-    std::exit(1);
-  }
-  Py_DECREF(r);
-  PyObject* fn = PyDict_GetItemString(globals, "noop");
-  Py_INCREF(fn);
-  return fn;
-}
-
-// One thread: `n` round trips. Several: every thread for `seconds`.
-Result peer_gilstate(int threads, int n, double seconds) {
-  Py_InitializeEx(0);
-  PyObject* fn = define_noop();
-  PyObject* args = PyTuple_New(0);
-  PyThreadState* main_state = PyEval_SaveThread();
-  auto call = [&] {
-    PyGILState_STATE g = PyGILState_Ensure();
-    PyObject* res = PyObject_Call(fn, args, nullptr);
-    if (!res) {
-      PyErr_Print();
-      std::exit(1);
-    }
-    Py_DECREF(res);
-    PyGILState_Release(g);
-  };
-  Result r;
-  if (threads == 1) {
-    std::thread t([&] {
-      for (int i = 0; i < 200; ++i)
-        call();
-      for (int i = 0; i < n; ++i) {
-        auto t0 = clock_type::now();
-        call();
-        r.samples.push_back(us_since(t0));
-      }
-    });
-    t.join();
-  } else {
-    r = run_clients(threads, seconds, call).result();
-  }
-  PyEval_RestoreThread(main_state);
-  Py_DECREF(args);
-  Py_DECREF(fn);
-  Py_FinalizeEx();
-  return r;
-}
-
-// The same, but each host thread keeps one Python thread state for its whole
-// life and only swaps the GIL in and out (PyEval_RestoreThread /
-// PyEval_SaveThread): the cheapest way for a host thread to call Python.
-Result peer_kept_tstate(int threads, int n, double seconds) {
-  Py_InitializeEx(0);
-  PyObject* fn = define_noop();
-  PyObject* args = PyTuple_New(0);
-  PyInterpreterState* interp = PyInterpreterState_Get();
-  PyThreadState* main_state = PyEval_SaveThread();
-  thread_local PyThreadState* mine = nullptr;
-  auto call = [&] {
-    if (!mine)
-      mine = PyThreadState_New(interp);  // once per host thread
-    PyEval_RestoreThread(mine);
-    PyObject* res = PyObject_Call(fn, args, nullptr);
-    if (!res) {
-      PyErr_Print();
-      std::exit(1);
-    }
-    Py_DECREF(res);
-    PyEval_SaveThread();
-  };
-  auto done = [&] {
-    // Leave no thread state behind (Py_FinalizeEx would find it).
-    if (mine) {
-      PyEval_RestoreThread(mine);
-      PyThreadState_Clear(mine);
-      PyThreadState_DeleteCurrent();
-      mine = nullptr;
-    }
-  };
-  Result r;
-  if (threads == 1) {
-    std::thread t([&] {
-      for (int i = 0; i < 200; ++i)
-        call();
-      for (int i = 0; i < n; ++i) {
-        auto t0 = clock_type::now();
-        call();
-        r.samples.push_back(us_since(t0));
-      }
-      done();
-    });
-    t.join();
-  } else {
-    r = run_clients(threads, seconds, call, done).result();
-  }
-  PyEval_RestoreThread(main_state);
-  Py_DECREF(args);
-  Py_DECREF(fn);
-  Py_FinalizeEx();
-  return r;
-}
-
-#ifdef GK_BENCH_HAVE_PYBIND11
-namespace py = pybind11;
-
-// The same through pybind11: `py::gil_scoped_acquire` + `fn()`.
-Result peer_pybind11(int threads, int n, double seconds) {
-  py::scoped_interpreter interp(false);
-  Result r;
-  {
-    py::dict globals = py::globals();
-    py::exec(kNoopSource, globals);
-    py::object fn = globals["noop"];
-    py::gil_scoped_release released;
-    auto call = [&] {
-      py::gil_scoped_acquire gil;
-      fn();
-    };
-    if (threads == 1) {
-      std::thread t([&] {
-        for (int i = 0; i < 200; ++i)
-          call();
-        for (int i = 0; i < n; ++i) {
-          auto t0 = clock_type::now();
-          call();
-          r.samples.push_back(us_since(t0));
-        }
-      });
-      t.join();
-    } else {
-      r = run_clients(threads, seconds, call).result();
-    }
-  }
-  return r;
-}
-#endif
 
 // -- output -------------------------------------------------------------------
 

@@ -442,11 +442,7 @@ struct Pipeline::Impl {
       if (before < 0)
         continue;  // its reply is on the way
       auto label = stages[it->second.stage].call;
-      Error e = deadline_error(before, "call " + label);
-      if (it->second.batch)
-        dispatch_done(did, AnyReply(Expected<Value>(e)));
-      else
-        dispatch_done(did, AnyReply(Expected<Value>(e)));
+      dispatch_done(did, AnyReply(Expected<Value>(deadline_error(before, "call " + label))));
     }
     while (!retry_timers.empty() && retry_timers.begin()->first <= now) {
       auto seq = retry_timers.begin()->second;

@@ -2,6 +2,7 @@
 
 // Internal: per-message-type counters and latency samples. Thread-safe.
 
+#include "gilkeeper/actors/executor.hpp"
 #include "gilkeeper/interop/request.hpp"
 
 #include <algorithm>
@@ -88,5 +89,14 @@ private:
   mutable std::mutex m_;
   std::map<std::string, PerType> types_;
 };
+
+/// Answers a job that will not run (stopped, wedged, degraded): counts the
+/// error and completes its slot, if it has one.
+inline void refuse(StatsCollector& stats, Job& job, Error error) {
+  if (!job.slot)
+    return;
+  stats.error(job.type);
+  job.slot->complete(Expected<Value>(std::move(error)));
+}
 
 } // namespace gk::detail
