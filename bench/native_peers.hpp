@@ -2,7 +2,7 @@
 
 // The figures that embed CPython directly (the floor of a raw call and the
 // peers that take the GIL from host threads). They live apart from the
-// gilkeeper figures: this is the only benchmark code that includes Python.h,
+// gilkeeper figures: this is the only benchmark code that uses the CPython API,
 // because measuring raw CPython is its purpose. Each initialises and
 // finalises its own interpreter: never run one in a process with a Runtime.
 
