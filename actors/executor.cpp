@@ -41,11 +41,6 @@ std::uint64_t read_rss_bytes() {
   return resident * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
 }
 
-bool is_error(const AnyReply& r) {
-  auto* v = std::get_if<Expected<Value>>(&r);
-  return v && !v->has_value();
-}
-
 class ThreadExecutor final : public Executor, public std::enable_shared_from_this<ThreadExecutor> {
 public:
   ThreadExecutor(const Config& config, ThreadExecutorOptions options)
@@ -78,7 +73,9 @@ public:
     return Error();
   }
 
-  void submit(Job job) override {
+  void submit(Job job, SubmitKey) override { enqueue(std::move(job)); }
+
+  void enqueue(Job job) {
     bool counted = job.slot != nullptr;
     if (counted)
       stats_.received(job.type);
@@ -144,7 +141,7 @@ private:
     if (!options_.host_owned_refs)
       options.release_ref = [weak](std::uint64_t id, std::uint64_t epoch) {
       if (auto ex = weak.lock())
-        ex->submit(release_job(id, epoch));
+        ex->enqueue(release_job(id, epoch));
     };
     auto interp = Interpreter::start(std::move(options));
     if (!interp) {
@@ -211,13 +208,20 @@ private:
       interp_->acquire_gil();
       have_gil = true;
     }
-    auto seq = ++seq_;
     auto started = clock::now();
-    arm(seq, job.deadline, job.label, job.slot);
-    interp_->begin_request(seq, job.label, job.deadline);
+    Deadline deadline = job.run_deadline(started);
+    // A batch whose calls have deadlines of their own arms each call.
+    bool per_call = deadline != job.deadline;
+    if (!per_call) {
+      auto seq = ++seq_;
+      arm(seq, deadline, job.label, job.slot);
+      interp_->begin_request(seq, job.label, deadline);
+    }
     AnyReply reply = dispatch(job);
-    interp_->end_request();
-    disarm();
+    if (!per_call) {
+      interp_->end_request();
+      disarm();
+    }
     // Drop the request's values now: a Ref among its arguments whose last
     // copy was here queues its release before the caller hears back.
     { AnyRequest spent = std::move(job.request); }
@@ -225,7 +229,7 @@ private:
     auto ended = clock::now();
     stats_.timing(job.type, started - job.enqueued, ended - started);
 
-    if (stopping_flag_.load(std::memory_order_acquire) && !job.deadline.expired(ended)) {
+    if (stopping_flag_.load(std::memory_order_acquire) && !deadline.expired(ended)) {
       // Interrupted by shutdown, not by its deadline.
       auto* v = std::get_if<Expected<Value>>(&reply);
       if (v && !v->has_value() && v->error().code == ErrorCode::deadline_exceeded) {
@@ -235,28 +239,13 @@ private:
         e.message = job.label + ": interrupted because the runtime is stopping";
         reply = Expected<Value>(std::move(e));
       }
-    } else if (job.deadline.expired(ended) && std::holds_alternative<Expected<Value>>(reply)) {
-      // A reply after the deadline is a deadline miss, whatever it holds.
-      // (A batch keeps its results: run_batch marks each late call.)
-      stats_.missed(job.type, DeadlinePhase::soft);
-      auto* v = std::get_if<Expected<Value>>(&reply);
-      if (!v || v->has_value() || v->error().code != ErrorCode::deadline_exceeded) {
-        Error e = deadline_error(ReplySlot::running, job.label);
-        if (v && !v->has_value())
-          e.message += " (it then failed: " + v->error().to_string() + ")";
-        reply = Expected<Value>(std::move(e));
-      }
+    } else if (deadline.expired(ended)) {
+      detail::mark_late(stats_, job, reply);
     }
     finish(job, std::move(reply));
   }
 
-  void finish(Job& job, AnyReply&& reply) {
-    if (!job.slot)
-      return;
-    if (is_error(reply))
-      stats_.error(job.type);
-    job.slot->complete(std::move(reply));
-  }
+  void finish(Job& job, AnyReply&& reply) { detail::reply_to(stats_, job, std::move(reply)); }
 
   AnyReply dispatch(Job& job) {
     return std::visit(overloaded{[&](BatchRequest& b) -> AnyReply { return run_batch(b, job); },
@@ -264,18 +253,43 @@ private:
                       job.request);
   }
 
-  // Each call of a batch gets its own result. The batch's deadline
-  // interrupts whichever call is running; a call's own (earlier) deadline
-  // is checked before and after it runs.
+  // Each call of a batch gets its own result. Without a call timeout, the
+  // batch's deadline interrupts whichever call is running and a call's own
+  // (earlier) deadline is checked before and after it runs; with one, each
+  // call is armed on its own (see BatchRequest).
   BatchReply run_batch(BatchRequest& b, const Job& job) {
     BatchReply out;
     out.results.reserve(b.calls.size());
+    const bool per_call = b.call_timeout.count() > 0;
     interp_->begin_batch();
     // One clock read per call: the time after a call is the time before the
     // next one.
     auto now = clock::now();
     for (std::size_t i = 0; i < b.calls.size(); ++i) {
       auto& c = b.calls[i];
+      if (per_call) {
+        std::string label = "call " + c.target;
+        if (job.deadline.expired(now) || c.deadline.expired(now)) {
+          stats_.missed(job.type, DeadlinePhase::queued);
+          out.results.emplace_back(deadline_error(ReplySlot::queued, label));
+          continue;
+        }
+        Deadline d = c.deadline.min(Deadline::at(now + b.call_timeout));
+        auto seq = ++seq_;
+        arm(seq, d, label, job.slot);
+        interp_->begin_request(seq, label, d);
+        auto r = interp_->run(c);
+        interp_->end_request();
+        disarm();
+        now = clock::now();
+        if (d.expired(now)) {
+          stats_.missed(job.type, DeadlinePhase::soft);
+          if (r.has_value())
+            r = deadline_error(ReplySlot::running, label);
+        }
+        out.results.push_back(std::move(r));
+        continue;
+      }
       Deadline d = job.deadline.min(c.deadline);
       if (d.expired(now)) {
         out.results.emplace_back(deadline_error(ReplySlot::queued, job.label + "[" + std::to_string(i) + "] " + c.target));
@@ -353,7 +367,15 @@ private:
           // this lock), so a call returning now cannot leave it set.
           wedged_.store(true, std::memory_order_release);
           wedged_count_.fetch_add(1);
+          auto running = wd_slot_;
+          auto label = wd_label_;
           lk.unlock();
+          // The runtime's verdict on the stuck call: its caller (a pipeline
+          // waits for the verdict) hears now, not when native code returns.
+          if (running)
+            running->complete(Expected<Value>(Error::deadline(
+                DeadlinePhase::soft, label + " is stuck past its deadline and grace period (native code that "
+                                             "ignores interrupts); the runtime is wedged until it returns")));
           fail_stranded();
           lk.lock();
           continue;

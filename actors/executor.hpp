@@ -21,6 +21,7 @@
 #include "gilkeeper/config/config.hpp"
 #include "gilkeeper/interop/request.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -35,8 +36,11 @@ using AnyRequest = std::variant<ImportRequest, CallRequest, EvalRequest, ExecReq
 /// Any reply an executor produces.
 using AnyReply = std::variant<Expected<Value>, BatchReply>;
 
-/// The arbiter of one request's reply: the executor and whoever waits race
-/// to complete it; exactly one wins. Thread-safe.
+class DeadlineWatch;
+
+/// The arbiter of one request's reply: the executor and the caller's
+/// deadline (the runtime's `DeadlineWatch`) race to complete it; exactly one
+/// wins. Thread-safe.
 class ReplySlot {
 public:
   enum State : int { queued = 0, running = 1, done = 2 };
@@ -50,8 +54,21 @@ public:
   }
   /// The current state (queued, running or done).
   int state() const noexcept { return state_.load(std::memory_order_acquire); }
-  /// Claims the right to reply. Returns the state before (queued or running)
-  /// or -1 when someone else already replied.
+  /// Claims and delivers; drops the reply when already answered. Returns
+  /// true when this reply was the one delivered.
+  bool complete(AnyReply&& reply);
+  /// Claims the slot without a reply: whoever waits has given up on it (a
+  /// stopped pipeline), and a later reply is dropped.
+  void abandon();
+
+protected:
+  /// Hands the reply over; called exactly once, by whoever won the claim.
+  virtual void deliver(AnyReply&& reply) = 0;
+
+private:
+  friend class DeadlineWatch;
+  /// Returns the state before (queued or running), or -1 when someone else
+  /// already replied.
   int claim() noexcept {
     int s = state_.load(std::memory_order_acquire);
     while (s != done)
@@ -59,16 +76,12 @@ public:
         return s;
     return -1;
   }
-  /// Claims and delivers; drops the reply when already answered.
-  void complete(AnyReply&& reply) {
-    if (claim() >= 0)
-      deliver(std::move(reply));
-  }
-  /// Hands the reply over. PRECONDITION: the caller won `claim()`.
-  virtual void deliver(AnyReply&& reply) = 0;
 
-private:
   std::atomic<int> state_{queued};
+  // Set while the caller's deadline is watched (see DeadlineWatch).
+  std::shared_ptr<DeadlineWatch> watch_;
+  std::uint64_t watch_key_ = 0;
+  Deadline::time_point watch_at_{};
 };
 
 /// A unit of work for an executor.
@@ -82,14 +95,17 @@ struct Job {
   Deadline::time_point enqueued{};
   /// Null for fire-and-forget jobs (a Ref's release).
   std::shared_ptr<ReplySlot> slot;
-};
 
-/// How long a waiter gives a *running* request past its deadline to deliver
-/// its own (interrupted) reply, which carries the Python traceback of where
-/// the code was, before answering `deadline_exceeded` itself. A soft
-/// interrupt takes about 0.2 ms, so this keeps the caller within ~1 ms of its
-/// deadline while usually reporting where the code was stuck.
-inline constexpr std::chrono::microseconds kInterruptedReplyWait{1000};
+  /// The deadline of the job once it started at `start`: its own, except
+  /// for a batch whose calls time out from their own start (then the bound
+  /// of every call running to its timeout one after another).
+  Deadline run_deadline(Deadline::time_point start) const {
+    auto* b = std::get_if<BatchRequest>(&request);
+    if (!b || b->call_timeout.count() <= 0)
+      return deadline;
+    return Deadline::at(start + b->call_timeout * static_cast<std::int64_t>(std::max<std::size_t>(1, b->calls.size())));
+  }
+};
 
 /// The fire-and-forget job a Ref's last copy sends to release its object.
 inline Job release_job(std::uint64_t id, std::uint64_t epoch) {
@@ -104,6 +120,15 @@ inline Job release_job(std::uint64_t id, std::uint64_t epoch) {
 /// job had not started, `soft` when it was running.
 Error deadline_error(int slot_state, const std::string& label);
 
+class PyRuntime;
+
+/// The permission to queue a job: only the PyRuntime actor's submission path
+/// can make one, so nothing else reaches an executor.
+class SubmitKey {
+  SubmitKey() = default;
+  friend class PyRuntime;
+};
+
 /// Where requests run. Thread-safe: every member may be called from any thread.
 class Executor {
 public:
@@ -111,7 +136,7 @@ public:
   /// Queues a job. Never blocks on Python; when the executor is stopped or
   /// wedged the job's slot is completed at once with `runtime_stopped` or
   /// `wedged`.
-  virtual void submit(Job job) = 0;
+  virtual void submit(Job job, SubmitKey) = 0;
   /// Counters and timings; answers even while a call is stuck.
   virtual Stats stats() const = 0;
   /// Capability denials so far (cheap; `stats()` has it too).

@@ -192,7 +192,12 @@ typename Inspector::result_type inspect(Inspector& f, ReleaseRequest& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, BatchRequest& x) {
-  return f(caf::meta::type_name("BatchRequest"), x.calls, x.deadline);
+  std::int64_t call_timeout = x.call_timeout.count();
+  return f(caf::meta::type_name("BatchRequest"), x.calls, x.deadline, call_timeout,
+           caf::meta::load_callback([&]() -> caf::error {
+             x.call_timeout = std::chrono::nanoseconds(call_timeout);
+             return caf::none;
+           }));
 }
 
 template <class Inspector>
@@ -207,7 +212,7 @@ typename Inspector::result_type inspect(Inspector& f, StatsRequest&) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, TypeStats& x) {
-  return f(caf::meta::type_name("TypeStats"), x.type, x.calls, x.errors, x.missed_queued, x.missed_soft,
+  return f(caf::meta::type_name("TypeStats"), x.type, x.submitted, x.calls, x.errors, x.missed_queued, x.missed_soft,
            x.missed_hard, x.queue_p50_us, x.queue_p99_us, x.run_p50_us, x.run_p99_us);
 }
 

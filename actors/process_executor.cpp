@@ -150,6 +150,8 @@ struct Child {
   std::optional<Job> job;
   std::uint64_t job_id = 0;
   clock::time_point sent;
+  /// The job's deadline once sent (Job::run_deadline).
+  Deadline deadline;
 };
 
 class ProcessExecutor final : public Executor, public std::enable_shared_from_this<ProcessExecutor> {
@@ -180,7 +182,9 @@ public:
     return e;
   }
 
-  void submit(Job job) override {
+  void submit(Job job, SubmitKey) override { enqueue(std::move(job)); }
+
+  void enqueue(Job job) {
     bool counted = job.slot != nullptr;
     if (counted)
       stats_.received(job.type);
@@ -428,10 +432,7 @@ private:
     if (!c.job)
       return;
     auto& job = *c.job;
-    if (job.slot) {
-      stats_.error(job.type);
-      job.slot->complete(Expected<Value>(std::move(e)));
-    }
+    detail::refuse(stats_, job, std::move(e));
     c.job.reset();
   }
 
@@ -446,7 +447,7 @@ private:
             r.id(), r.epoch(), r.type_name(), [weak](std::uint64_t id, std::uint64_t epoch) {
               if (auto ex = weak.lock()) {
                 ex->live_refs_--;
-                ex->submit(release_job(id, epoch));
+                ex->enqueue(release_job(id, epoch));
               }
             })));
         break;
@@ -482,20 +483,9 @@ private:
         if (r.has_value())
           adopt_refs(*r);
     }
-    if (job.deadline.expired(now)) {
-      // A reply after the deadline is a deadline miss (a batch keeps its
-      // results: the worker marked each late call).
-      stats_.missed(job.type, DeadlinePhase::soft);
-      auto* v = std::get_if<Expected<Value>>(&reply);
-      if (v && (v->has_value() || v->error().code != ErrorCode::deadline_exceeded))
-        reply = Expected<Value>(deadline_error(ReplySlot::running, job.label));
-    }
-    if (job.slot) {
-      auto* v = std::get_if<Expected<Value>>(&reply);
-      if (v && !v->has_value())
-        stats_.error(job.type);
-      job.slot->complete(std::move(reply));
-    }
+    if (c.deadline.expired(now))
+      detail::mark_late(stats_, job, reply);
+    detail::reply_to(stats_, job, std::move(reply));
     // Recycling: between calls, never during one.
     std::string cause;
     if (config_.runtime.max_calls > 0 && c.calls >= config_.runtime.max_calls)
@@ -616,7 +606,7 @@ private:
     std::size_t busy = 0;
     auto now_ = clock::now();
     for (auto& c : children_)
-      busy += c.state == Child::State::busy && !(c.job && c.job->deadline.expired(now_)) ? 1 : 0;
+      busy += c.state == Child::State::busy && !(c.job && c.deadline.expired(now_)) ? 1 : 0;
     std::deque<Job> jobs;
     {
       std::lock_guard<std::mutex> lk(mutex_);
@@ -677,6 +667,7 @@ private:
       target->job = std::move(job);
       target->job_id = id;
       target->sent = clock::now();
+      target->deadline = target->job->run_deadline(target->sent);
       busy++;
       wire::write_all(target->fd, frame.data(), frame.size());  // failure shows as EOF
     }
@@ -686,10 +677,7 @@ private:
         queue_.push_front(std::move(*it));
     }
     for (auto& [job, e] : failed)
-      if (job.slot) {
-        stats_.error(job.type);
-        job.slot->complete(Expected<Value>(std::move(e)));
-      }
+      detail::refuse(stats_, job, std::move(e));
   }
 
   // Keeps `workers` children serving plus one warm spare.
@@ -727,10 +715,10 @@ private:
       if (next_spawn_ > now)
         next = std::min(next, next_spawn_);
       for (auto& c : children_) {
-        if (c.state == Child::State::busy && c.job && c.job->deadline.is_finite()) {
-          next = std::min(next, c.job->deadline.when() + config_.timeouts.grace);
-          if (!c.job->deadline.expired(now))  // then its slot may go to a waiting call
-            next = std::min(next, c.job->deadline.when());
+        if (c.state == Child::State::busy && c.job && c.deadline.is_finite()) {
+          next = std::min(next, c.deadline.when() + config_.timeouts.grace);
+          if (!c.deadline.expired(now))  // then its slot may go to a waiting call
+            next = std::min(next, c.deadline.when());
         }
         if (c.state == Child::State::retiring)
           next = std::min(next, c.retire_by);
@@ -774,8 +762,8 @@ private:
             c.pid = -1;
           continue;
         }
-        if (c.state == Child::State::busy && c.job && c.job->deadline.is_finite()
-            && now >= c.job->deadline.when() + config_.timeouts.grace)
+        if (c.state == Child::State::busy && c.job && c.deadline.is_finite()
+            && now >= c.deadline.when() + config_.timeouts.grace)
           hard_kill(c);
         else if (c.state == Child::State::retiring && now >= c.retire_by)
           reap(c, true);

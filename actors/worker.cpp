@@ -4,6 +4,7 @@
 #include "gilkeeper/actors/worker.hpp"
 
 #include "gilkeeper/actors/executor.hpp"
+#include "gilkeeper/actors/py_runtime_core.hpp"
 #include "gilkeeper/actors/sandbox.hpp"
 #include "gilkeeper/actors/wire.hpp"
 
@@ -37,62 +38,11 @@ private:
   const Executor& executor_;
 };
 
-// Waits for a preload import (its outcome does not matter).
-class PreloadSlot final : public ReplySlot {
-public:
-  void deliver(AnyReply&&) override {
-    std::lock_guard<std::mutex> g(m_);
-    done_ = true;
-    cv_.notify_one();
-  }
-  void wait() {
-    std::unique_lock<std::mutex> lk(m_);
-    cv_.wait(lk, [&] { return done_; });
-  }
-
-private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  bool done_ = false;
-};
-
 void set_limit(int resource, std::optional<std::uint64_t> value) {
   if (!value)
     return;
   rlimit r{static_cast<rlim_t>(*value), static_cast<rlim_t>(*value)};
   setrlimit(resource, &r);
-}
-
-std::string target_of(const AnyRequest& r) {
-  return std::visit(
-      [](const auto& x) -> std::string {
-        using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, CallRequest>)
-          return x.self ? std::string() : x.target;
-        else if constexpr (std::is_same_v<T, ImportRequest>)
-          return x.module;
-        else if constexpr (std::is_same_v<T, GetattrRequest>)
-          return x.object ? std::string() : x.target;
-        else
-          return {};
-      },
-      r);
-}
-
-Deadline deadline_of(const AnyRequest& r) {
-  return std::visit(
-      [](const auto& x) -> Deadline {
-        using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, ReleaseRequest>)
-          return Deadline::never();
-        else
-          return x.deadline.is_set() ? x.deadline : Deadline::never();
-      },
-      r);
-}
-
-const char* type_of(const AnyRequest& r) {
-  return std::visit([](const auto& x) { return kind_name(x); }, r);
 }
 
 } // namespace
@@ -136,18 +86,13 @@ int run_worker(int fd, int parent) {
     wire::write_all(fd, f.data(), f.size());
     return 1;
   }
+  // The far end of the host's submission path: requests arrive with their
+  // deadlines stamped, and the host watches its callers' deadlines itself
+  // (a reply from here must mean the interpreter is free again).
+  PyRuntime runtime(*executor, config, PyRuntime::Watch::off);
   // Warm up: import what the workload uses before saying ready.
-  for (auto& module : setup.preload) {
-    auto slot = std::make_shared<PreloadSlot>();
-    Job job;
-    job.request = ImportRequest{module, Deadline::after(std::chrono::seconds(10))};
-    job.type = "import";
-    job.label = "preload " + module;
-    job.deadline = Deadline::after(std::chrono::seconds(10));
-    job.slot = slot;
-    (*executor)->submit(std::move(job));
-    slot->wait();
-  }
+  for (auto& module : setup.preload)
+    runtime.ask(ImportRequest{module, Deadline::after(std::chrono::seconds(10))});
 
   auto ready = wire::encode_ready(Error(), getpid());
   std::mutex write_mutex;
@@ -168,16 +113,9 @@ int run_worker(int fd, int parent) {
       break;
     if (f->kind != wire::FrameKind::request || !f->request)
       continue;
-    Job job;
-    job.type = type_of(*f->request);
-    std::string target = target_of(*f->request);
-    job.label = target.empty() ? job.type : job.type + " " + target;
-    job.deadline = deadline_of(*f->request);
-    job.slot = std::make_shared<WireSlot>(fd, write_mutex, f->id, **executor);
-    job.request = std::move(*f->request);
-    (*executor)->submit(std::move(job));
+    runtime.submit(std::move(*f->request), std::make_shared<WireSlot>(fd, write_mutex, f->id, **executor));
   }
-  (*executor)->shutdown(config.runtime.shutdown_grace);
+  runtime.shutdown(config.runtime.shutdown_grace);
   // Leave at once: a call that did not stop may still reply through this
   // function's stack objects; nothing here needs flushing.
   std::_Exit(0);

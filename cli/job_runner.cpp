@@ -282,11 +282,10 @@ public:
       Stage st = Stage::python(s.name, s.call).with_parallelism(s.parallelism).with_retry(retry);
       if (s.timeout)
         st.with_timeout(*s.timeout);
-      if (s.batch_size > 1)
-        st.with_batch(s.batch_size);
+      st.with_batch(s.batch_size);
       stages.push_back(std::move(st));
       ordered = ordered && s.ordered;
-      width = std::max<std::size_t>(width, static_cast<std::size_t>(s.parallelism * s.batch_size));
+      width = std::max<std::size_t>(width, static_cast<std::size_t>(s.parallelism * std::max(1, s.batch_size)));
     }
     PipelineOptions options;
     options.ordered = ordered;

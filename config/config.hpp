@@ -133,7 +133,8 @@ struct StageConfig {
   int parallelism = 1;
   int retries = 0;
   bool ordered = true;
-  int batch_size = 1;
+  /// The most records sent together; 0 (unset): automatic.
+  int batch_size = 0;
 };
 
 /// A complete configuration (a runtime config or a job file).

@@ -73,14 +73,25 @@ struct ReleaseRequest {
   std::uint64_t epoch = 0;
 };
 
-/// `batch`: many calls in one message; one result each, in order. The batch's
-/// deadline bounds the whole batch; a call's own deadline, when set and
-/// earlier, bounds that call. A failed call does not stop the batch, an
-/// expired deadline fails the calls not yet run. Within one batch a target
+/// `batch`: many calls in one message; one result each, in order. A failed
+/// call does not stop the batch. Within one batch a target
 /// ("module:function") is resolved once, by its first call, and reused.
+///
+/// Deadlines, without `call_timeout`: the batch's deadline bounds the whole
+/// batch (it interrupts whichever call runs); a call's own deadline, when set
+/// and earlier, bounds that call; an expired deadline fails the calls not
+/// yet run.
+///
+/// With `call_timeout` (pipelines and the CLI send this): each call gets its
+/// own deadline, `call_timeout` from when that call starts (or its own
+/// deadline when earlier), and the soft interrupt aims at that call alone;
+/// the batch's deadline is then a queue budget: a call that has not started
+/// by it fails with `deadline_exceeded` / `queued`.
 struct BatchRequest {
   std::vector<CallRequest> calls;
   Deadline deadline;
+  /// Zero: none.
+  std::chrono::nanoseconds call_timeout{0};
 };
 
 /// One result per call of a batch.
@@ -94,7 +105,8 @@ struct StatsRequest {};
 /// Counters and latency percentiles for one message type.
 struct TypeStats {
   std::string type;              ///< "call", "eval", ...
-  std::uint64_t calls = 0;       ///< requests received
+  std::uint64_t submitted = 0;   ///< requests through the runtime's front door
+  std::uint64_t calls = 0;       ///< requests that reached the executor
   std::uint64_t errors = 0;      ///< replies that were errors (any code)
   std::uint64_t missed_queued = 0;  ///< deadline passed while queued
   std::uint64_t missed_soft = 0;    ///< deadline passed while running

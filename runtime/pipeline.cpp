@@ -1,5 +1,5 @@
 // The pipeline's engine: one driver thread that owns every record's state,
-// sends Python stages' calls to the runtime's executor without waiting,
+// sends Python stages' records, in batches, through the runtime's front door,
 // runs C++ stages on a small pool of threads, and emits every record once.
 
 #include "gilkeeper/runtime/pipeline.hpp"
@@ -77,6 +77,8 @@ class PipelineSlot final : public ReplySlot {
 public:
   PipelineSlot(std::shared_ptr<Shared> shared, std::uint64_t dispatch)
     : shared_(std::move(shared)), dispatch_(dispatch) {}
+
+protected:
   void deliver(AnyReply&& reply) override {
     Event e{Event::Kind::reply, dispatch_, 0, Value(), std::move(reply)};
     shared_->post(std::move(e));
@@ -143,9 +145,12 @@ double percentile(std::vector<double> v, double p) {
 
 } // namespace
 
+// Records of a stage sent together when batch_size is automatic.
+constexpr std::size_t kAutoBatchCap = 64;
+
 struct Pipeline::Impl {
   Runtime& runtime;
-  std::shared_ptr<Executor> executor;
+  std::shared_ptr<PyRuntime> core;
   std::vector<Stage> stages;
   PipelineOptions options;
   std::function<void(Output&&)> output_sink;
@@ -167,6 +172,9 @@ struct Pipeline::Impl {
     std::size_t stage = 0;
     int stage_attempts = 0;
     int total_attempts = 0;
+    // Sent alone: its batch was lost as a whole (a crash or a kill), and
+    // only this record's own outcome may count against it.
+    bool solo = false;
   };
   struct Outcome {
     bool ok = false;
@@ -177,18 +185,13 @@ struct Pipeline::Impl {
     std::size_t stage = 0;
     std::vector<std::uint64_t> seqs;
     bool batch = false;
-    Deadline deadline;
     clock::time_point sent;
     std::shared_ptr<PipelineSlot> slot;
-    std::multimap<clock::time_point, std::uint64_t>::iterator timer;
-    bool has_timer = false;
   };
   std::unordered_map<std::uint64_t, Record> records;
   std::vector<std::deque<std::uint64_t>> waiting;
   std::vector<int> busy;
-  std::vector<clock::time_point> linger_until;
   std::unordered_map<std::uint64_t, Dispatch> dispatches;
-  std::multimap<clock::time_point, std::uint64_t> deadline_timers;  // dispatch ids
   std::multimap<clock::time_point, std::uint64_t> retry_timers;     // record seqs
   std::map<std::uint64_t, Outcome> ready;  // finished, waiting for their turn
   std::uint64_t next_emit = 0;
@@ -197,7 +200,7 @@ struct Pipeline::Impl {
   clock::time_point started = clock::now();
 
   Impl(Runtime& rt, std::vector<Stage> s, PipelineOptions o)
-    : runtime(rt), executor(rt.impl().executor), stages(std::move(s)), options(o) {
+    : runtime(rt), core(detail::RuntimeAccess::impl(rt).core), stages(std::move(s)), options(o) {
     if (stages.empty())
       throw std::invalid_argument("a pipeline needs at least one stage");
     std::size_t cpp_threads = 0;
@@ -206,8 +209,8 @@ struct Pipeline::Impl {
         throw std::invalid_argument("a pipeline stage needs a name");
       if (st.call.empty() == !st.function)
         throw std::invalid_argument("stage \"" + st.name + "\": give exactly one of a Python call and a C++ function");
-      if (st.parallelism < 1 || st.batch_size < 1)
-        throw std::invalid_argument("stage \"" + st.name + "\": parallelism and batch_size must be at least 1");
+      if (st.parallelism < 1 || st.batch_size < 0)
+        throw std::invalid_argument("stage \"" + st.name + "\": parallelism must be at least 1 and batch_size at least 0");
       if (st.function)
         cpp_threads += static_cast<std::size_t>(st.parallelism);
     }
@@ -215,7 +218,6 @@ struct Pipeline::Impl {
       options.max_in_flight = 1;
     waiting.resize(stages.size());
     busy.resize(stages.size());
-    linger_until.resize(stages.size());
     latencies.resize(stages.size());
     report.stages.resize(stages.size());
     for (std::size_t i = 0; i < stages.size(); ++i)
@@ -308,19 +310,35 @@ struct Pipeline::Impl {
   void dispatch_done(std::uint64_t did, AnyReply&& reply) {
     auto it = dispatches.find(did);
     if (it == dispatches.end())
-      return;  // already answered at its deadline
+      return;  // abandoned by stop()
     Dispatch d = std::move(it->second);
     dispatches.erase(it);
-    if (d.has_timer)
-      deadline_timers.erase(d.timer);
     busy[d.stage]--;
     double ms = std::chrono::duration<double, std::milli>(clock::now() - d.sent).count();
     if (auto* one = std::get_if<Expected<Value>>(&reply)) {
       if (d.batch) {
-        // The batch as a whole failed: every record in it gets the error.
+        Error e = one->has_value() ? Error(ErrorCode::internal, "batch reply without results") : one->error();
+        bool lost = e.code == ErrorCode::worker_crashed
+                    || (e.code == ErrorCode::deadline_exceeded && e.phase == DeadlinePhase::hard);
+        if (lost && d.seqs.size() > 1) {
+          // The batch was lost as a whole with its worker: which record did
+          // it is unknown, so each goes again alone, and this attempt does
+          // not count against any of them.
+          for (auto seq : d.seqs) {
+            auto& r = records.at(seq);
+            r.stage_attempts--;
+            r.total_attempts--;
+            r.solo = true;
+            waiting[d.stage].push_front(seq);
+          }
+          report.stages[d.stage].calls -= d.seqs.size();
+          return;
+        }
+        // Refused as a whole (stopped, wedged, degraded): every record in it
+        // gets the error.
         for (auto seq : d.seqs) {
           latencies[d.stage].push_back(ms);
-          attempt_done(seq, Expected<Value>(one->has_value() ? Error(ErrorCode::internal, "batch reply without results") : one->error()));
+          attempt_done(seq, Expected<Value>(e));
         }
         return;
       }
@@ -371,79 +389,56 @@ struct Pipeline::Impl {
       });
       return;
     }
-    d.deadline = runtime.resolve_deadline("call", st.call, Deadline{}, st.timeout);
+    // One request for every record sent together; each record's call gets
+    // its own deadline, the stage timeout counted from when that call
+    // starts, and its own result.
+    d.batch = true;
     d.slot = std::make_shared<PipelineSlot>(shared, did);
-    Job job;
-    job.type = seqs.size() > 1 || st.batch_size > 1 ? "batch" : "call";
-    job.label = "call " + st.call;
-    job.deadline = d.deadline;
-    job.slot = d.slot;
-    if (st.batch_size > 1) {
-      d.batch = true;
-      BatchRequest b;
-      b.deadline = d.deadline;
-      for (auto seq : seqs) {
-        CallRequest c(st.call, {records.at(seq).current});
-        c.deadline = d.deadline;
-        b.calls.push_back(std::move(c));
-      }
-      job.request = std::move(b);
-    } else {
-      CallRequest c(st.call, {records.at(seqs.front()).current});
-      c.deadline = d.deadline;
-      job.request = std::move(c);
-    }
-    if (d.deadline.is_finite()) {
-      // A record's outcome is worth more than a prompt answer here: wait for
-      // the runtime's own verdict (interrupted at the deadline, or killed
-      // `grace` later), and only then answer by ourselves (a thread runtime
-      // stuck in native code never replies until the call returns).
-      auto backstop = d.deadline.when() + runtime.config().timeouts.grace + std::chrono::milliseconds(100);
-      d.timer = deadline_timers.emplace(backstop, did);
-      d.has_timer = true;
+    BatchRequest b;
+    Timeout t = core->policy().timeout_for("call", st.call, st.timeout);
+    if (!t.infinite)
+      b.call_timeout = t.value;
+    b.deadline = st.queue_budget ? (st.queue_budget->infinite ? Deadline::never() : Deadline::after(st.queue_budget->value))
+                                 : Deadline::never();
+    b.calls.reserve(seqs.size());
+    for (auto seq : seqs) {
+      CallRequest c(st.call, {records.at(seq).current});
+      c.deadline = Deadline::never();
+      b.calls.push_back(std::move(c));
     }
     dispatches.emplace(did, std::move(d));
-    executor->submit(std::move(job));
+    SubmitOptions so;
+    // A record's outcome is worth more than a prompt answer: wait for the
+    // runtime's own verdict (an interrupt, a kill or the wedge).
+    so.patience = Patience::verdict;
+    core->submit(std::move(b), dispatches.at(did).slot, so);
   }
 
-  void dispatch_ready(clock::time_point now, bool flush) {
+  void dispatch_ready() {
     for (std::size_t s = 0; s < stages.size(); ++s) {
       auto& st = stages[s];
-      while (busy[s] < st.parallelism && !waiting[s].empty()) {
+      auto& w = waiting[s];
+      while (busy[s] < st.parallelism && !w.empty()) {
         std::size_t n = 1;
-        if (st.function == nullptr && st.batch_size > 1) {
-          if (waiting[s].size() < static_cast<std::size_t>(st.batch_size) && !flush) {
-            if (linger_until[s] == clock::time_point{})
-              linger_until[s] = now + st.linger;
-            if (now < linger_until[s])
-              break;
-          }
-          n = std::min(waiting[s].size(), static_cast<std::size_t>(st.batch_size));
+        if (st.function == nullptr && !records.at(w.front()).solo) {
+          // Whatever is ready, shared among the free slots, up to the cap;
+          // never waiting for more.
+          std::size_t cap = st.batch_size > 0 ? static_cast<std::size_t>(st.batch_size) : kAutoBatchCap;
+          std::size_t free_slots = static_cast<std::size_t>(st.parallelism - busy[s]);
+          n = std::min(cap, std::max<std::size_t>(1, (w.size() + free_slots - 1) / free_slots));
+          std::size_t k = 1;
+          while (k < n && k < w.size() && !records.at(w[k]).solo)
+            ++k;
+          n = k;
         }
-        linger_until[s] = {};
-        std::vector<std::uint64_t> seqs(waiting[s].begin(), waiting[s].begin() + static_cast<long>(n));
-        waiting[s].erase(waiting[s].begin(), waiting[s].begin() + static_cast<long>(n));
+        std::vector<std::uint64_t> seqs(w.begin(), w.begin() + static_cast<long>(n));
+        w.erase(w.begin(), w.begin() + static_cast<long>(n));
         send(s, std::move(seqs));
       }
     }
   }
 
-  // The caller side of deadlines: a call not answered by its deadline is
-  // answered here (the executor's late reply is then dropped).
-  void expire_deadlines(clock::time_point now) {
-    while (!deadline_timers.empty() && deadline_timers.begin()->first <= now) {
-      auto did = deadline_timers.begin()->second;
-      deadline_timers.erase(deadline_timers.begin());
-      auto it = dispatches.find(did);
-      if (it == dispatches.end())
-        continue;
-      it->second.has_timer = false;
-      int before = it->second.slot->claim();
-      if (before < 0)
-        continue;  // its reply is on the way
-      auto label = stages[it->second.stage].call;
-      dispatch_done(did, AnyReply(Expected<Value>(deadline_error(before, "call " + label))));
-    }
+  void expire_retries(clock::time_point now) {
     while (!retry_timers.empty() && retry_timers.begin()->first <= now) {
       auto seq = retry_timers.begin()->second;
       retry_timers.erase(retry_timers.begin());
@@ -478,10 +473,9 @@ struct Pipeline::Impl {
     for (auto& [did, d] : dispatches) {
       busy[d.stage]--;
       if (d.slot)
-        d.slot->claim();
+        d.slot->abandon();
     }
     dispatches.clear();
-    deadline_timers.clear();
     retry_timers.clear();
     for (auto& w : waiting)
       w.clear();
@@ -497,13 +491,8 @@ struct Pipeline::Impl {
 
   clock::time_point next_timer(clock::time_point now) const {
     auto next = now + std::chrono::seconds(1);
-    if (!deadline_timers.empty())
-      next = std::min(next, deadline_timers.begin()->first);
     if (!retry_timers.empty())
       next = std::min(next, retry_timers.begin()->first);
-    for (auto t : linger_until)
-      if (t != clock::time_point{})
-        next = std::min(next, t);
     return next;
   }
 
@@ -542,15 +531,14 @@ struct Pipeline::Impl {
         }
       }
       auto now = clock::now();
-      expire_deadlines(now);
+      expire_retries(now);
       if (stopping && !cancelled && now >= stop_at) {
         cancel_all();
         cancelled = true;
       }
       if (stopping)
         drop_waiting();
-      // Once no more input can come, partial batches need not wait.
-      dispatch_ready(now, closed || stopping);
+      dispatch_ready();
       {
         std::lock_guard<std::mutex> g(shared->m);
         pushed = shared->pushed;

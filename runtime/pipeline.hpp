@@ -72,25 +72,28 @@ struct Stage {
   StageFunction function;
   /// How many records this stage works on at once.
   int parallelism = 1;
-  /// The deadline of each call (counted from when it is sent); unset: the
-  /// runtime's rules (`[timeouts.targets]`, `[timeouts].call`, default).
+  /// The deadline of each record's call, counted from when that call starts
+  /// running; unset: the runtime's rules (`[timeouts.targets]`,
+  /// `[timeouts].call`, default).
   std::optional<Timeout> timeout;
+  /// How long a record may wait for the interpreter once sent (behind other
+  /// records); unset: no bound beyond backpressure (`max_in_flight`). A
+  /// record past it fails with `deadline_exceeded` / `queued`.
+  std::optional<Timeout> queue_budget;
   RetryPolicy retry;
-  /// Python stages: records sent together in one `batch` request, and how
-  /// long a partial batch may wait for more records.
-  int batch_size = 1;
-  std::chrono::nanoseconds linger = std::chrono::milliseconds(2);
+  /// Python stages: the most records sent together in one request. 0
+  /// (the default): automatic, whatever is ready (up to 64), shared among
+  /// the stage's free slots, never waiting for more; 1: one record per
+  /// request. Each record keeps its own deadline, error and retries.
+  int batch_size = 0;
 
   static Stage python(std::string name, std::string call);
   static Stage cpp(std::string name, StageFunction function);
   Stage& with_parallelism(int n) { parallelism = n; return *this; }
   Stage& with_timeout(Timeout t) { timeout = t; return *this; }
   Stage& with_retry(RetryPolicy r) { retry = std::move(r); return *this; }
-  Stage& with_batch(int size, std::chrono::nanoseconds linger_for = std::chrono::milliseconds(2)) {
-    batch_size = size;
-    linger = linger_for;
-    return *this;
-  }
+  Stage& with_batch(int size) { batch_size = size; return *this; }
+  Stage& with_queue_budget(Timeout t) { queue_budget = t; return *this; }
 };
 
 struct PipelineOptions {

@@ -1,11 +1,7 @@
 #include "gilkeeper/runtime/runtime.hpp"
 #include "gilkeeper/runtime/detail/runtime_impl.hpp"
 
-#include "gilkeeper/actors/deadline_policy.hpp"
-#include "gilkeeper/actors/detail/sync_slot.hpp"
-#include "gilkeeper/actors/executor.hpp"
 #include "gilkeeper/actors/messages.hpp"
-#include "gilkeeper/actors/py_runtime.hpp"
 
 #include <caf/all.hpp>
 
@@ -25,21 +21,51 @@ Expected<Ref> to_ref(Expected<Value> v) {
 
 } // namespace
 
+namespace {
+
+std::shared_ptr<PyRuntime> start_core(const Config& config) {
+  auto ex = config.runtime.isolation == Isolation::process ? start_process_executor(config)
+                                                           : start_thread_executor(config);
+  if (!ex)
+    throw RuntimeStartError(ex.error());
+  return std::make_shared<PyRuntime>(std::move(*ex), config);
+}
+
+Expected<Value> value_of(AnyReply&& reply) {
+  return std::get<Expected<Value>>(std::move(reply));
+}
+
+Expected<Value> ask_value(PyRuntime& core, AnyRequest request, const RequestOptions& options) {
+  SubmitOptions o;
+  o.stage_timeout = options.stage_timeout;
+  return value_of(core.ask(std::move(request), o));
+}
+
+} // namespace
+
+void configure_actor_system(caf::actor_system_config& config) {
+  register_error_category(config);
+  announce_message_types(config);
+}
+
 Runtime::Runtime(Config config) : impl_(std::make_unique<Impl>()) {
   auto& impl = *impl_;
   impl.config = std::move(config);
-  impl.policy = std::make_shared<DeadlinePolicy>(impl.config.timeouts);
   impl.caf_config = std::make_unique<caf::actor_system_config>();
   impl.caf_config->set("scheduler.max-threads", static_cast<std::size_t>(impl.config.runtime.scheduler_threads));
-  register_error_category(*impl.caf_config);
-  announce_message_types(*impl.caf_config);
-  auto ex = impl.config.runtime.isolation == Isolation::process ? start_process_executor(impl.config)
-                                                                 : start_thread_executor(impl.config);
-  if (!ex)
-    throw RuntimeStartError(ex.error());
-  impl.executor = std::move(*ex);
-  impl.system = std::make_unique<caf::actor_system>(*impl.caf_config);
-  impl.front = spawn_py_runtime(*impl.system, impl.executor, impl.policy);
+  configure_actor_system(*impl.caf_config);
+  impl.core = start_core(impl.config);
+  impl.owned_system = std::make_unique<caf::actor_system>(*impl.caf_config);
+  impl.system = impl.owned_system.get();
+  impl.front = spawn_py_runtime(*impl.system, impl.core);
+}
+
+Runtime::Runtime(Config config, caf::actor_system& system) : impl_(std::make_unique<Impl>()) {
+  auto& impl = *impl_;
+  impl.config = std::move(config);
+  impl.core = start_core(impl.config);
+  impl.system = &system;
+  impl.front = spawn_py_runtime(system, impl.core);
 }
 
 std::unique_ptr<Runtime> Runtime::from_file(const std::string& path) {
@@ -73,14 +99,9 @@ Expected<Value> Runtime::call(const Ref& self, const std::string& method, List a
 }
 
 Expected<Value> Runtime::call(CallRequest request, const std::optional<Timeout>& stage_timeout) {
-  RequestOptions o;
-  o.deadline = request.deadline;
+  SubmitOptions o;
   o.stage_timeout = stage_timeout;
-  std::string target = request.self ? std::string() : request.target;
-  std::string label = request.self ? "call <" + request.self.type_name() + ">." + request.target : target;
-  Deadline d = impl_->policy->resolve("call", target, o.deadline, o.stage_timeout);
-  request.deadline = d;
-  return std::get<Expected<Value>>(impl_->run(std::move(request), "call", "call " + label, d));
+  return value_of(impl_->core->ask(std::move(request), o));
 }
 
 Expected<Ref> Runtime::call_ref(const std::string& target, List args, Dict kwargs, RequestOptions options) {
@@ -89,8 +110,7 @@ Expected<Ref> Runtime::call_ref(const std::string& target, List args, Dict kwarg
 }
 
 Expected<Value> Runtime::eval(const std::string& expression, RequestOptions options) {
-  EvalRequest r{expression, options.want_ref, options.deadline};
-  return impl_->run_value(std::move(r), "eval", "", options);
+  return ask_value(*impl_->core, EvalRequest{expression, options.want_ref, options.deadline}, options);
 }
 
 Expected<Ref> Runtime::eval_ref(const std::string& expression, RequestOptions options) {
@@ -99,50 +119,42 @@ Expected<Ref> Runtime::eval_ref(const std::string& expression, RequestOptions op
 }
 
 Expected<Value> Runtime::exec(const std::string& code, RequestOptions options) {
-  ExecRequest r{code, options.deadline};
-  return impl_->run_value(std::move(r), "exec", "", options);
+  return ask_value(*impl_->core, ExecRequest{code, options.deadline}, options);
 }
 
 Expected<Value> Runtime::import_module(const std::string& module, RequestOptions options) {
-  ImportRequest r{module, options.deadline};
-  return impl_->run_value(std::move(r), "import", module, options);
+  return ask_value(*impl_->core, ImportRequest{module, options.deadline}, options);
 }
 
 Expected<Value> Runtime::getattr(const std::string& target, RequestOptions options) {
-  GetattrRequest r{target, Ref(), options.want_ref, options.deadline};
-  return impl_->run_value(std::move(r), "getattr", target, options);
+  return ask_value(*impl_->core, GetattrRequest{target, Ref(), options.want_ref, options.deadline}, options);
 }
 
 Expected<Value> Runtime::getattr(const Ref& object, const std::string& path, RequestOptions options) {
-  GetattrRequest r{path, object, options.want_ref, options.deadline};
-  return impl_->run_value(std::move(r), "getattr", "", options);
+  return ask_value(*impl_->core, GetattrRequest{path, object, options.want_ref, options.deadline}, options);
 }
 
 Expected<std::vector<Expected<Value>>> Runtime::batch(std::vector<CallRequest> calls, RequestOptions options) {
-  Deadline d = impl_->policy->resolve("batch", "", options.deadline, options.stage_timeout);
-  std::string label = "batch of " + std::to_string(calls.size());
-  BatchRequest r{std::move(calls), d};
-  auto reply = impl_->run(std::move(r), "batch", std::move(label), d);
+  SubmitOptions o;
+  o.stage_timeout = options.stage_timeout;
+  auto reply = impl_->core->ask(BatchRequest{std::move(calls), options.deadline}, o);
   if (auto* e = std::get_if<Expected<Value>>(&reply))
     return e->error();
   return std::move(std::get<BatchReply>(reply).results);
 }
 
 Expected<Value> Runtime::release(const Ref& ref) {
-  ReleaseRequest r{ref.id(), ref.epoch()};
-  RequestOptions o;
-  o.deadline = Deadline::never();
-  return impl_->run_value(std::move(r), "release", "", o);
+  return value_of(impl_->core->ask(ReleaseRequest{ref.id(), ref.epoch()}));
 }
 
 Stats Runtime::stats() const {
-  return impl_->executor->stats();
+  return impl_->core->stats();
 }
 
 ShutdownReport Runtime::shutdown() {
   auto& impl = *impl_;
   std::call_once(impl.shutdown_once, [&] {
-    impl.report = impl.executor->shutdown(impl.config.runtime.shutdown_grace);
+    impl.report = impl.core->shutdown(impl.config.runtime.shutdown_grace);
     {
       std::lock_guard<std::mutex> g(impl.actors_mutex);
       for (auto& a : impl.actors)
@@ -151,14 +163,15 @@ ShutdownReport Runtime::shutdown() {
     }
     stop_py_runtime(impl.front);
     impl.front = py_runtime_actor{};
-    impl.system.reset();  // waits for the front actor to finish
+    impl.system = nullptr;
+    impl.owned_system.reset();  // waits for the actors to finish
   });
   return impl.report;
 }
 
 Deadline Runtime::resolve_deadline(const std::string& type, const std::string& target,
                                    const Deadline& requested, const std::optional<Timeout>& stage) const {
-  return impl_->policy->resolve(type, target, requested, stage);
+  return impl_->core->resolve(type, target, requested, stage);
 }
 
 const Config& Runtime::config() const noexcept {
@@ -170,7 +183,7 @@ caf::actor_system& Runtime::system() noexcept {
 }
 
 py_runtime_actor runtime_actor(const Runtime& runtime) {
-  return runtime.impl().front;
+  return detail::RuntimeAccess::impl(runtime).front;
 }
 
 } // namespace gk

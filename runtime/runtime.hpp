@@ -37,6 +37,10 @@
 
 namespace gk {
 
+namespace detail {
+struct RuntimeAccess;
+}
+
 /// The runtime could not start (Python failed, or another thread-mode
 /// runtime is alive in this process). `error()` holds the details.
 class RuntimeStartError : public std::runtime_error {
@@ -68,9 +72,16 @@ struct RequestOptions {
 /// A Python runtime. Not copyable or movable.
 class Runtime {
 public:
-  /// Starts the runtime: the actor system, the executor, the interpreter.
-  /// Throws RuntimeStartError.
+  /// Starts the runtime: the executor, the interpreter, and an actor system
+  /// of its own (`runtime.scheduler_threads` threads). Throws
+  /// RuntimeStartError.
   explicit Runtime(Config config);
+  /// Starts the runtime on a host's own actor system (no second scheduler):
+  /// the PyRuntime actor, worker actors and pipelines' listeners live on
+  /// `system`. PRECONDITION: `system` was made from a config that went
+  /// through `configure_actor_system`, and outlives this Runtime's
+  /// shutdown(). Throws RuntimeStartError.
+  Runtime(Config config, caf::actor_system& system);
   /// Loads a TOML config file and starts. Throws ConfigError or
   /// RuntimeStartError.
   static std::unique_ptr<Runtime> from_file(const std::string& path);
@@ -129,17 +140,21 @@ public:
   /// The config the runtime was started with.
   const Config& config() const noexcept;
 
-  /// The actor system (for hosts that are CAF programs). See also
+  /// The actor system: the host's own when it passed one, else the
+  /// runtime's (for hosts that are CAF programs). See also
   /// `runtime_actor()` in actors/py_runtime.hpp.
   /// PRECONDITION: before shutdown() (the system is gone after it).
   caf::actor_system& system() noexcept;
 
-  struct Impl;
-  const Impl& impl() const noexcept { return *impl_; }
-  Impl& impl() noexcept { return *impl_; }
-
 private:
+  friend struct detail::RuntimeAccess;
+  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+/// Prepares a host's actor system config for a Runtime: announces the
+/// message vocabulary and gilkeeper's error category. Call it before
+/// constructing the `caf::actor_system` you pass to `Runtime`.
+void configure_actor_system(caf::actor_system_config& config);
 
 } // namespace gk

@@ -58,21 +58,21 @@ caf::behavior worker(caf::event_based_actor* self, py_runtime_actor rt, WorkerHa
 
 worker_actor spawn_worker(Runtime& runtime, WorkerHandler handler) {
   auto a = runtime.system().spawn(worker, runtime_actor(runtime), std::move(handler));
-  runtime.impl().track(a);
+  detail::RuntimeAccess::impl(runtime).track(a);
   return caf::actor_cast<worker_actor>(a);
 }
 
 worker_actor spawn_worker_pool(Runtime& runtime, std::size_t n, WorkerHandler handler) {
   auto& sys = runtime.system();
   auto rt = runtime_actor(runtime);
-  auto* impl = &runtime.impl();
+  auto* impl = &detail::RuntimeAccess::impl(runtime);
   auto factory = [&sys, rt, handler, impl] {
     auto a = sys.spawn(worker, rt, handler);
     impl->track(a);
     return a;
   };
   auto pool = caf::actor_pool::make(sys.dummy_execution_unit(), n, factory, caf::actor_pool::round_robin());
-  runtime.impl().track(pool);
+  impl->track(pool);
   return caf::actor_cast<worker_actor>(pool);
 }
 

@@ -90,13 +90,36 @@ private:
   std::map<std::string, PerType> types_;
 };
 
+/// "A reply after the deadline is a deadline miss, whatever it holds": the
+/// one place the rule lives, for both executors. A batch keeps its results
+/// (each late call was marked where it ran).
+inline void mark_late(StatsCollector& stats, const Job& job, AnyReply& reply) {
+  auto* v = std::get_if<Expected<Value>>(&reply);
+  if (!v)
+    return;
+  stats.missed(job.type, DeadlinePhase::soft);
+  if (v->has_value() || v->error().code != ErrorCode::deadline_exceeded) {
+    Error e = deadline_error(ReplySlot::running, job.label);
+    if (!v->has_value())
+      e.message += " (it then failed: " + v->error().to_string() + ")";
+    *v = std::move(e);
+  }
+}
+
+/// Delivers a job's reply (counting an error reply), if it has a slot.
+inline void reply_to(StatsCollector& stats, Job& job, AnyReply&& reply) {
+  if (!job.slot)
+    return;
+  auto* v = std::get_if<Expected<Value>>(&reply);
+  if (v && !v->has_value())
+    stats.error(job.type);
+  job.slot->complete(std::move(reply));
+}
+
 /// Answers a job that will not run (stopped, wedged, degraded): counts the
 /// error and completes its slot, if it has one.
 inline void refuse(StatsCollector& stats, Job& job, Error error) {
-  if (!job.slot)
-    return;
-  stats.error(job.type);
-  job.slot->complete(Expected<Value>(std::move(error)));
+  reply_to(stats, job, Expected<Value>(std::move(error)));
 }
 
 } // namespace gk::detail

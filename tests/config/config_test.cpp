@@ -179,7 +179,7 @@ batch_size = 64
   CHECK(parse.parallelism == 1);
   CHECK(parse.retries == 0);
   CHECK(parse.ordered);
-  CHECK(parse.batch_size == 1);
+  CHECK(parse.batch_size == 0);  // automatic
   const gk::StageConfig& score = config.stages[1];
   CHECK(score.name == "score");
   CHECK(score.call == "pkg.models:Model.score");

@@ -130,7 +130,8 @@ TEST_CASE("a record that crashes its worker once is retried and appears once wit
                                                    {"always", d[0].second.as_int() == 3}});
                              }),
                   Stage::cpp("pick", [](const Value& v) -> Expected<Value> { return v; }),
-                  Stage::python("crashy", "gk_testmod:crash_once_rec").with_retry(retry)});
+                  // One record per request: each crash is that record's own.
+                  Stage::python("crashy", "gk_testmod:crash_once_rec").with_retry(retry).with_batch(1)});
   Collected c;
   c.attach(p);
   for (int i = 0; i < 3; ++i)

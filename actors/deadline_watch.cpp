@@ -1,0 +1,115 @@
+#include "gilkeeper/actors/deadline_watch.hpp"
+
+#include <pthread.h>
+
+namespace gk {
+
+bool ReplySlot::complete(AnyReply&& reply) {
+  if (claim() < 0)
+    return false;
+  if (watch_)
+    watch_->forget(*this);
+  deliver(std::move(reply));
+  return true;
+}
+
+void ReplySlot::abandon() {
+  if (claim() >= 0 && watch_)
+    watch_->forget(*this);
+}
+
+std::shared_ptr<DeadlineWatch> DeadlineWatch::start(std::chrono::nanoseconds verdict_wait) {
+  std::shared_ptr<DeadlineWatch> w(new DeadlineWatch(verdict_wait));
+  w->self_ = w;
+  w->thread_ = std::thread([raw = w.get()] { raw->run(); });
+  return w;
+}
+
+DeadlineWatch::~DeadlineWatch() {
+  stop();
+}
+
+void DeadlineWatch::watch(const std::shared_ptr<ReplySlot>& slot, const Deadline& deadline,
+                          const std::string& label, Patience patience) {
+  // Written before the request reaches the executor, never changed after:
+  // whoever completes the slot reads it without a lock.
+  slot->watch_ = self_.lock();
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> g(m_);
+    Key key{deadline.when(), ++next_key_};
+    slot->watch_key_ = key.second;
+    slot->watch_at_ = key.first;
+    entries_.emplace(key, Entry{slot, label, patience, false});
+    wake = key.first < wake_;
+  }
+  if (wake)
+    cv_.notify_one();
+}
+
+void DeadlineWatch::forget(ReplySlot& slot) {
+  std::lock_guard<std::mutex> g(m_);
+  entries_.erase(Key{slot.watch_at_, slot.watch_key_});
+}
+
+std::size_t DeadlineWatch::watched() const {
+  std::lock_guard<std::mutex> g(m_);
+  return entries_.size();
+}
+
+void DeadlineWatch::stop() {
+  std::map<Key, Entry> left;
+  {
+    std::lock_guard<std::mutex> g(m_);
+    if (stop_)
+      return;
+    stop_ = true;
+    left.swap(entries_);  // breaks the slot <-> watch cycles
+  }
+  cv_.notify_one();
+  if (thread_.joinable()) {
+    if (thread_.get_id() == std::this_thread::get_id())
+      thread_.detach();
+    else
+      thread_.join();
+  }
+}
+
+void DeadlineWatch::run() {
+  pthread_setname_np(pthread_self(), "gk-deadlines");
+  std::unique_lock<std::mutex> lk(m_);
+  while (!stop_) {
+    if (entries_.empty()) {
+      wake_ = clock::time_point::max();
+      cv_.wait(lk);
+      continue;
+    }
+    auto now = clock::now();
+    auto first = entries_.begin();
+    if (first->first.first > now) {
+      wake_ = first->first.first;
+      cv_.wait_until(lk, wake_);
+      continue;
+    }
+    Entry e = std::move(first->second);
+    entries_.erase(first);
+    if (!e.extended && e.slot->state() == ReplySlot::running) {
+      // Give the interrupted request a moment to answer with where it was.
+      auto wait = e.patience == Patience::prompt ? std::chrono::nanoseconds(kInterruptedReplyWait) : verdict_wait_;
+      Key key{now + wait, ++next_key_};
+      e.slot->watch_key_ = key.second;
+      e.slot->watch_at_ = key.first;
+      e.extended = true;
+      entries_.emplace(key, std::move(e));
+      continue;
+    }
+    lk.unlock();
+    int before = e.slot->claim();
+    if (before >= 0)
+      e.slot->deliver(Expected<Value>(deadline_error(before, e.label)));
+    e = Entry{};  // the slot's last reference may go here: not under the lock
+    lk.lock();
+  }
+}
+
+} // namespace gk

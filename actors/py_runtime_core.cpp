@@ -1,0 +1,140 @@
+#include "gilkeeper/actors/py_runtime_core.hpp"
+
+#include <algorithm>
+#include <condition_variable>
+#include <iterator>
+#include <mutex>
+
+namespace gk {
+
+namespace {
+
+// A plain thread waits on this for its one reply.
+class SyncSlot final : public ReplySlot {
+public:
+  AnyReply wait() {
+    std::unique_lock<std::mutex> lk(m_);
+    cv_.wait(lk, [&] { return reply_.has_value(); });
+    return std::move(*reply_);
+  }
+
+protected:
+  void deliver(AnyReply&& reply) override {
+    {
+      std::lock_guard<std::mutex> g(m_);
+      reply_ = std::move(reply);
+    }
+    cv_.notify_one();
+  }
+
+private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::optional<AnyReply> reply_;
+};
+
+std::string label_of(const AnyRequest& request, const std::string& target) {
+  return std::visit(
+      [&](const auto& r) -> std::string {
+        using T = std::decay_t<decltype(r)>;
+        std::string kind = kind_name(r);
+        if constexpr (std::is_same_v<T, CallRequest>) {
+          if (r.self)
+            return kind + " <" + r.self.type_name() + ">" + (r.target.empty() ? "" : "." + r.target);
+        } else if constexpr (std::is_same_v<T, BatchRequest>) {
+          return kind + " of " + std::to_string(r.calls.size());
+        }
+        return target.empty() ? kind : kind + " " + target;
+      },
+      request);
+}
+
+} // namespace
+
+std::string target_of(const AnyRequest& request) {
+  return std::visit(
+      [](const auto& r) -> std::string {
+        using T = std::decay_t<decltype(r)>;
+        if constexpr (std::is_same_v<T, CallRequest>)
+          return r.self ? std::string() : r.target;
+        else if constexpr (std::is_same_v<T, ImportRequest>)
+          return r.module;
+        else if constexpr (std::is_same_v<T, GetattrRequest>)
+          return r.object ? std::string() : r.target;
+        else
+          return {};
+      },
+      request);
+}
+
+PyRuntime::PyRuntime(std::shared_ptr<Executor> executor, const Config& config, Watch watch)
+  : executor_(std::move(executor)), policy_(config.timeouts) {
+  // A pipeline waits for the runtime's verdict: a soft interrupt, or the
+  // kill `grace` after the deadline; then a margin for the kill's reply.
+  if (watch == Watch::on)
+    watch_ = DeadlineWatch::start(config.timeouts.grace + std::chrono::milliseconds(100));
+}
+
+PyRuntime::~PyRuntime() {
+  if (watch_)
+    watch_->stop();
+}
+
+void PyRuntime::submit(AnyRequest request, std::shared_ptr<ReplySlot> slot, const SubmitOptions& options) {
+  Job job;
+  std::string target = target_of(request);
+  std::visit(
+      [&](auto& r) {
+        using T = std::decay_t<decltype(r)>;
+        job.type = kind_name(r);
+        if constexpr (std::is_same_v<T, ReleaseRequest>) {
+          job.deadline = Deadline::never();
+        } else {
+          job.deadline = policy_.resolve(job.type, target, r.deadline, options.stage_timeout);
+          r.deadline = job.deadline;  // a worker process reads it from the request
+        }
+      },
+      request);
+  job.label = label_of(request, target);
+  submitted_[request.index()].fetch_add(1, std::memory_order_relaxed);
+  job.request = std::move(request);
+  if (slot && watch_ && job.deadline.is_finite())
+    watch_->watch(slot, job.deadline, job.label, options.patience);
+  job.slot = std::move(slot);
+  executor_->submit(std::move(job), SubmitKey{});
+}
+
+AnyReply PyRuntime::ask(AnyRequest request, const SubmitOptions& options) {
+  auto slot = std::make_shared<SyncSlot>();
+  submit(std::move(request), slot, options);
+  return slot->wait();
+}
+
+Stats PyRuntime::stats() const {
+  // The message types in AnyRequest's order.
+  static constexpr const char* kTypes[] = {"import", "call", "eval", "exec", "getattr", "release", "batch"};
+  static_assert(std::size(kTypes) == std::variant_size_v<AnyRequest>);
+  Stats s = executor_->stats();
+  for (std::size_t i = 0; i < submitted_.size(); ++i) {
+    auto n = submitted_[i].load(std::memory_order_relaxed);
+    if (n == 0)
+      continue;
+    auto it = std::find_if(s.types.begin(), s.types.end(), [&](const TypeStats& t) { return t.type == kTypes[i]; });
+    if (it == s.types.end()) {
+      s.types.emplace_back();
+      it = std::prev(s.types.end());
+      it->type = kTypes[i];
+    }
+    it->submitted = n;
+  }
+  return s;
+}
+
+ShutdownReport PyRuntime::shutdown(std::chrono::nanoseconds grace) {
+  auto report = executor_->shutdown(grace);
+  if (watch_)
+    watch_->stop();
+  return report;
+}
+
+} // namespace gk

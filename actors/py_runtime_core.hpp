@@ -1,0 +1,93 @@
+#pragma once
+
+// Internal: the PyRuntime actor's core, the one way into an interpreter.
+//
+// The PyRuntime actor is one mailbox and one thread of execution: its
+// mailbox is the executor's queue, its thread the interpreter thread (or,
+// in process isolation, the supervisor that hands each request to a worker
+// process's interpreter). Every entry point (`Runtime::call` and the other
+// synchronous calls, the typed CAF handle, worker actors, pipelines and so
+// the CLI) sends its typed request through `PyRuntime::submit`, where the
+// rules live once:
+//   - the deadline is resolved (DeadlinePolicy) and stamped into the request
+//     (a worker process reads it from there);
+//   - the request gets its message type and its label for messages;
+//   - the caller's side of the deadline is handed to the runtime's one
+//     DeadlineWatch (no timer per request);
+//   - the request is counted, by type, as it passes (`TypeStats::submitted`).
+// Only this class holds the key (`SubmitKey`) that `Executor::submit` needs,
+// so no other code can reach an executor.
+//
+// Thread-safety: every member may be called from any thread.
+
+#include "gilkeeper/actors/deadline_policy.hpp"
+#include "gilkeeper/actors/deadline_watch.hpp"
+#include "gilkeeper/actors/executor.hpp"
+
+#include <array>
+#include <atomic>
+#include <memory>
+#include <optional>
+
+namespace gk {
+
+/// How one request is submitted.
+struct SubmitOptions {
+  /// A stage timeout (pipelines, jobs): below a deadline set on the request
+  /// and above the per-target one in precedence.
+  std::optional<Timeout> stage_timeout;
+  /// How long the caller waits past the deadline for a running request's
+  /// own reply (see DeadlineWatch).
+  Patience patience = Patience::prompt;
+};
+
+class PyRuntime {
+public:
+  /// Whether callers' deadlines are watched here: on, except at the far end
+  /// of a host's path (a worker process), whose host watches them.
+  enum class Watch { on, off };
+  /// Takes ownership of a started executor.
+  PyRuntime(std::shared_ptr<Executor> executor, const Config& config, Watch watch = Watch::on);
+  ~PyRuntime();
+  PyRuntime(const PyRuntime&) = delete;
+  PyRuntime& operator=(const PyRuntime&) = delete;
+
+  /// The one submission path: resolves and stamps the deadline, labels the
+  /// request, watches the caller's deadline and queues the request. The
+  /// slot gets exactly one reply (at once when the runtime is stopped,
+  /// wedged or degraded).
+  void submit(AnyRequest request, std::shared_ptr<ReplySlot> slot, const SubmitOptions& options = {});
+  /// Submits and waits for the one reply (at the latest at the deadline plus
+  /// the patience). For plain threads: blocks the calling thread.
+  AnyReply ask(AnyRequest request, const SubmitOptions& options = {});
+
+  /// The deadline a request would get.
+  Deadline resolve(const std::string& type, const std::string& target, const Deadline& requested,
+                   const std::optional<Timeout>& stage = std::nullopt) const {
+    return policy_.resolve(type, target, requested, stage);
+  }
+  const DeadlinePolicy& policy() const noexcept { return policy_; }
+
+  /// The executor's counters with the submissions counted here.
+  Stats stats() const;
+  /// Capability denials so far (cheap).
+  std::uint64_t capability_denials() const { return executor_->capability_denials(); }
+  /// Stops the executor (every request still inside gets its reply), then
+  /// the deadline watch. Idempotent.
+  ShutdownReport shutdown(std::chrono::nanoseconds grace);
+  /// Requests whose caller-side deadline is being watched now.
+  std::size_t watched() const { return watch_ ? watch_->watched() : 0; }
+
+private:
+  std::shared_ptr<Executor> executor_;
+  DeadlinePolicy policy_;
+  std::shared_ptr<DeadlineWatch> watch_;
+  std::array<std::atomic<std::uint64_t>, std::variant_size_v<AnyRequest>> submitted_{};
+};
+
+/// The target config keys a request's timeout by: "module:function" for a
+/// call without `self`, the module of an import, "module:attr" of a getattr
+/// without an object; empty otherwise.
+std::string target_of(const AnyRequest& request);
+
+} // namespace gk
