@@ -279,3 +279,10 @@ def crash_once_rec(rec):
 
 def crash_always(rec):
     os._exit(9)
+
+
+def loop_if_13(x):
+    """Loops forever on 13 (a pure-Python loop: soft interrupts stop it)."""
+    while x == 13:
+        pass
+    return x * 2
