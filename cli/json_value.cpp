@@ -111,7 +111,12 @@ public:
     return true;
   }
   bool key(string_t& k) {
-    open_.back()->as_dict().emplace_back(std::move(k), Value());
+    // Default-construct the pair in place, then set the key: emplacing a
+    // temporary Value makes GCC 12 at -O3 report a false
+    // maybe-uninitialized inside std::variant.
+    auto& d = open_.back()->as_dict();
+    d.emplace_back();
+    d.back().first = std::move(k);
     return true;
   }
   bool end_object() {
