@@ -1,7 +1,6 @@
 #include "job_runner.hpp"
 
 #include "json_value.hpp"
-#include "latency.hpp"
 
 #include "gilkeeper/gilkeeper.hpp"
 #include "gilkeeper/runtime/pipeline.hpp"
@@ -10,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -24,6 +24,9 @@
 #include <pthread.h>
 #include <thread>
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -220,9 +223,6 @@ std::vector<ErrorCode> retryable_codes() {
           ErrorCode::degraded, ErrorCode::stale_ref, ErrorCode::overloaded, ErrorCode::internal};
 }
 
-// The pipeline's own stages around the job's: JSON in, JSON out.
-const char* const kParse = "(parse)";
-
 // Counts the lines of a regular file (for the progress bar); -1 otherwise.
 std::int64_t count_lines(const std::string& path) {
   if (path == "-")
@@ -257,6 +257,11 @@ public:
 
   // Reads every line of `input` and sends each record through the stages.
   // Stops early when `interrupted` is set. False when reading failed.
+  //
+  // Three threads carry the records: this one reads and parses lines and
+  // pushes them in runs; the pipeline's thread dispatches them (in batches)
+  // to the runtime and orders the results; a writer thread encodes and
+  // writes them. The thread that dispatches never parses, encodes or writes.
   bool process(std::FILE* input, const std::atomic<bool>& interrupted, const ProgressOptions& progress) {
     struct Publish {
       JobRun& run;
@@ -267,12 +272,6 @@ public:
     };
     started_ = steady::now();
     std::vector<Stage> stages;
-    stages.push_back(Stage::cpp(kParse, [](const Value& line) -> Expected<Value> {
-                       Value v;
-                       if (Error e = parse_record(line.as_string(), v))
-                         return e;
-                       return v;
-                     }).with_parallelism(2));
     bool ordered = true;
     std::size_t width = 0;
     for (auto& s : job_.stages) {
@@ -289,24 +288,13 @@ public:
     }
     PipelineOptions options;
     options.ordered = ordered;
-    options.max_in_flight = std::max<std::size_t>(256, 4 * width);
+    options.max_in_flight = std::max<std::size_t>(kReadRun * 4, 4 * width);
     options.stop_grace = job_.runtime.shutdown_grace;
     Pipeline pipeline(rt_, std::move(stages), options);
-    pipeline.on_output([this](Output&& o) {
-      // A result with no JSON form (NaN, a Ref) fails at the last stage.
-      Json json;
-      if (Error e = value_to_json(o.value, json)) {
-        fail(o.id, "", e, job_.stages.back().name, true, &o.input);
-        return;
-      }
-      std::lock_guard<std::mutex> g(sink_mutex_);
-      output_.write_line("{\"line\":" + std::to_string(o.id) + ",\"value\":" + dump_line(json) + "}");
-      ++ok_;
-    });
-    pipeline.on_failure([this](Failure&& f) {
-      std::string stage = f.stage == kParse ? "" : f.stage;
-      fail(f.id, f.input.as_string(), f.error, stage, f.stage != kParse);
-    });
+    Writer writer(*this);
+    pipeline.on_output([&](Output&& o) { writer.pending.outputs.push_back(std::move(o)); });
+    pipeline.on_failure([&](Failure&& f) { writer.pending.failures.push_back(std::move(f)); });
+    pipeline.on_flush([&] { writer.hand_on(); });
 
     Publish unpublish{*this};
     {
@@ -316,22 +304,34 @@ public:
         pipeline.stop();
     }
     Progress bar(progress, pipeline, rt_, total_lines_);
-    // From a pipe or a terminal, records may trickle in: hand the results on
-    // before waiting for more input, not only when a buffer fills.
+    // From a pipe or a terminal, records may trickle in: hand them on
+    // before waiting for more input, not only when a run is full.
     struct stat st {};
     bool trickles = ::fstat(::fileno(input), &st) != 0 || !S_ISREG(st.st_mode);
     char* buffer = nullptr;
     std::size_t capacity = 0;
     ssize_t n;
     std::uint64_t line = 0;
-    std::vector<std::pair<std::uint64_t, std::string>> not_run;
+    std::vector<PipelineRecord> run;
+    run.reserve(kReadRun);
+    // Read but refused (the run was stopped): each still gets its line.
+    std::vector<PipelineRecord> not_run;
+    auto push_run = [&] {
+      if (run.empty())
+        return true;
+      std::size_t accepted = pipeline.push(run);
+      if (accepted < run.size())
+        not_run.insert(not_run.end(), std::make_move_iterator(run.begin() + static_cast<long>(accepted)),
+                       std::make_move_iterator(run.end()));
+      run.clear();
+      return not_run.empty();
+    };
     for (;;) {
       if (interrupted)
         break;
-      if (trickles && input_buffer_empty(input)) {
-        std::lock_guard<std::mutex> g(sink_mutex_);
-        output_.flush();
-        errors_.flush();
+      if (run.size() >= kReadRun || (trickles && input_buffer_empty(input))) {
+        if (!push_run())
+          break;
       }
       errno = 0;
       if ((n = ::getline(&buffer, &capacity, input)) == -1) {
@@ -348,12 +348,16 @@ public:
       if (is_blank(text))
         continue;
       ++records_;
-      if (!pipeline.push(line, Value(text))) {
-        // Read but refused: the run was stopped. It still gets its line.
-        not_run.emplace_back(line, std::move(text));
-        break;
-      }
+      PipelineRecord r;
+      r.id = line;
+      if (Error e = parse_record(text, r.value))
+        r.failed = std::move(e);  // reported in its turn, like the others
+      r.input = Value(std::move(text));
+      run.push_back(std::move(r));
     }
+    if (!interrupted)
+      push_run();
+    not_run.insert(not_run.end(), std::make_move_iterator(run.begin()), std::make_move_iterator(run.end()));
     bool read_ok = !std::ferror(input) || interrupted;
     std::free(buffer);
     if (interrupted)
@@ -361,10 +365,13 @@ public:
     else
       pipeline.close();
     report_ = pipeline.wait();
+    writer.finish();
     bar.finish();
-    for (auto& [l, text] : not_run)
-      fail(l, text, Error(ErrorCode::runtime_stopped, "the run was interrupted before this record was processed"), "",
-           false);
+    for (auto& r : not_run)
+      fail(r.id, r.input->as_string(),
+           r.failed ? *r.failed
+                    : Error(ErrorCode::runtime_stopped, "the run was interrupted before this record was processed"),
+           "", !r.failed);
     elapsed_ = steady::now() - started_;
     return read_ok;
   }
@@ -401,8 +408,6 @@ public:
       std::fprintf(stderr, "  failed by code: %s\n", codes.c_str());
     }
     for (auto& s : report_.stages) {
-      if (s.name == kParse)
-        continue;
       std::fprintf(stderr, "  stage \"%s\": %llu calls, p50 %.3f ms, p99 %.3f ms%s\n", s.name.c_str(),
                    ull(s.calls), s.p50_ms, s.p99_ms,
                    s.retries ? (", " + std::to_string(s.retries) + " retried").c_str() : "");
@@ -449,8 +454,6 @@ public:
     j["capability_denials"] = capability_denials_;
     Json stages = Json::object();
     for (auto& s : report_.stages) {
-      if (s.name == kParse)
-        continue;
       Json one = Json::object();
       one["calls"] = s.calls;
       one["p50_ms"] = s.p50_ms;
@@ -463,6 +466,101 @@ public:
   }
 
 private:
+  // Lines read before they are pushed together (one hand-off per run).
+  static constexpr std::size_t kReadRun = 256;
+
+  // The writer thread: encodes and writes what the pipeline emitted, run by
+  // run. `pending` is filled on the pipeline's thread and handed on at each
+  // flush.
+  class Writer {
+  public:
+    struct Batch {
+      std::vector<Output> outputs;
+      std::vector<Failure> failures;
+    };
+    Batch pending;
+
+    explicit Writer(JobRun& run) : run_(run), thread_([this] { loop(); }) {}
+    ~Writer() { finish(); }
+
+    void hand_on() {
+      {
+        std::lock_guard<std::mutex> g(m_);
+        queue_.push_back(std::move(pending));
+      }
+      pending = Batch{};
+      cv_.notify_one();
+    }
+    // Writes what is left and ends the thread.
+    void finish() {
+      {
+        std::lock_guard<std::mutex> g(m_);
+        if (done_)
+          return;
+        done_ = true;
+      }
+      cv_.notify_one();
+      thread_.join();
+    }
+
+  private:
+    void loop() {
+      pthread_setname_np(pthread_self(), "gk-writer");
+      std::string line;
+      for (;;) {
+        std::deque<Batch> batches;
+        {
+          std::unique_lock<std::mutex> lk(m_);
+          cv_.wait(lk, [&] { return done_ || !queue_.empty(); });
+          if (queue_.empty())
+            return;
+          batches.swap(queue_);
+        }
+        for (auto& b : batches) {
+          for (auto& o : b.outputs)
+            run_.write_output(o, line);
+          for (auto& f : b.failures)  // an empty stage: the line is not JSON
+            run_.fail(f.id, f.input.as_string(), f.error, f.stage, !f.stage.empty());
+        }
+        // Nothing more to write right now: let readers of the output see it.
+        bool idle;
+        {
+          std::lock_guard<std::mutex> g(m_);
+          idle = queue_.empty();
+        }
+        if (idle) {
+          std::lock_guard<std::mutex> s(run_.sink_mutex_);
+          run_.output_.flush();
+          run_.errors_.flush();
+        }
+      }
+    }
+
+    JobRun& run_;
+    std::mutex m_;
+    std::condition_variable cv_;
+    std::deque<Batch> queue_;
+    bool done_ = false;
+    std::thread thread_;
+  };
+
+  // One output line (a result with no JSON form fails instead).
+  void write_output(Output& o, std::string& line) {
+    Json json;
+    if (Error e = value_to_json(o.value, json)) {
+      fail(o.id, o.input.as_string(), e, job_.stages.back().name, true);
+      return;
+    }
+    line = "{\"line\":";
+    line += std::to_string(o.id);
+    line += ",\"value\":";
+    line += dump_line(json);
+    line += '}';
+    std::lock_guard<std::mutex> g(sink_mutex_);
+    output_.write_line(line);
+    ++ok_;
+  }
+
   // Live progress on stderr: a bar on a terminal, plain lines with
   // `--progress always`, nothing with `never` (or `auto` off a terminal).
   class Progress {
@@ -548,10 +646,7 @@ private:
   double elapsed_seconds() const { return std::chrono::duration<double>(elapsed_).count(); }
 
   // Writes a failed record to the errors file; `parsed` when its text is JSON.
-  void fail(std::uint64_t line, std::string_view text, const Error& e, const std::string& stage, bool parsed,
-            const Value* raw = nullptr) {
-    if (raw)
-      text = raw->as_string();
+  void fail(std::uint64_t line, std::string_view text, const Error& e, const std::string& stage, bool parsed) {
     Json error = Json::object();
     error["code"] = to_string(e.code);
     error["phase"] = to_string(e.phase);
@@ -677,25 +772,46 @@ int run_job(const RunOptions& options) {
   // Ctrl-C / SIGTERM: the signals are blocked in every thread (the
   // runtime's threads inherited the mask) and taken here by a watcher, which
   // stops the pipeline and wakes the reader out of a blocking read.
-  std::atomic<bool> interrupted{false}, finished{false};
+  std::atomic<bool> interrupted{false};
   pthread_t reader = pthread_self();
+  // The watcher waits for a stop signal or for the end of the run (an
+  // eventfd), with no polling tick.
+  int signals_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC);
+  int finished_fd = eventfd(0, EFD_CLOEXEC);
+  if (signals_fd < 0 || finished_fd < 0) {
+    say(std::string("cannot watch for signals: ") + std::strerror(errno));
+    stop_runtime(rt, exit_internal);
+    return exit_internal;
+  }
   std::thread watcher([&] {
-    sigset_t stop_signals = stop_signal_set();
-    timespec tick{0, 100 * 1000 * 1000};
-    while (!finished) {
-      if (sigtimedwait(&stop_signals, nullptr, &tick) > 0) {
+    pollfd fds[2] = {{signals_fd, POLLIN, 0}, {finished_fd, POLLIN, 0}};
+    for (;;) {
+      if (::poll(fds, 2, -1) < 0 && errno != EINTR)
+        return;
+      if (fds[1].revents & POLLIN)
+        return;
+      if (fds[0].revents & POLLIN) {
+        signalfd_siginfo info;
+        if (::read(signals_fd, &info, sizeof info) != static_cast<ssize_t>(sizeof info))
+          continue;
         interrupted = true;
         run.interrupt();
-        while (!finished) {
+        // Wake the reader out of a blocking read until the run ends.
+        for (;;) {
           pthread_kill(reader, SIGUSR2);
-          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+          pollfd done{finished_fd, POLLIN, 0};
+          if (::poll(&done, 1, 50) > 0)
+            return;
         }
       }
     }
   });
   bool read_ok = run.process(input, interrupted, ProgressOptions{options.progress});
-  finished = true;
+  std::uint64_t one = 1;
+  (void)!::write(finished_fd, &one, sizeof one);
   watcher.join();
+  ::close(signals_fd);
+  ::close(finished_fd);
   run.set_restarts(rt->stats());
   if (!read_ok)
     say("reading the input " + options.input + " failed: " + std::strerror(errno));

@@ -1,10 +1,14 @@
-// The pipeline's engine: one driver thread that owns every record's state,
-// sends Python stages' records, in batches, through the runtime's front door,
-// runs C++ stages on a small pool of threads, and emits every record once.
+// The pipeline's engine: one driver thread owns every record's state, sends
+// each Python stage's waiting records as one batch through the runtime's
+// front door, runs C++ stages on a small pool of threads, and emits every
+// record once, in order when asked. Records come in and go out in runs: one
+// hand-off per push of many records, one per reply, one flush per emission
+// run.
 
 #include "gilkeeper/runtime/pipeline.hpp"
 #include "gilkeeper/runtime/pipeline_actor.hpp"
 
+#include "gilkeeper/actors/latency_histogram.hpp"
 #include "gilkeeper/runtime/detail/runtime_impl.hpp"
 
 #include <caf/all.hpp>
@@ -42,20 +46,24 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
+// Records of a Python stage sent together when batch_size is automatic.
+constexpr std::size_t kAutoBatchCap = 128;
+
+// A reply for one dispatch (a Python request or a C++ stage call).
 struct Event {
-  enum class Kind { push, reply, cpp_done } kind;
-  std::uint64_t key = 0;  // seq for push, dispatch id otherwise
-  std::uint64_t id = 0;
-  Value input;
+  std::uint64_t dispatch = 0;
   AnyReply reply;
 };
 
-// State shared with the executor's reply slots and the C++ stage threads;
-// it outlives the pipeline if a late reply comes in after it is gone.
+// State shared with the pushers, the runtime's reply slots and the C++ stage
+// threads; it outlives the pipeline if a late reply comes in after it is
+// gone.
 struct Shared {
   std::mutex m;
   std::condition_variable driver_cv, space_cv, done_cv;
-  std::deque<Event> events;
+  std::vector<PipelineRecord> incoming;  // pushed, not yet taken by the driver
+  std::vector<Event> events;
+  bool wake = false;  // the driver has something to look at
   bool closed = false;
   bool stopping = false;
   bool done = false;
@@ -64,12 +72,21 @@ struct Shared {
   std::uint64_t emitted = 0;
   std::size_t max_in_flight_seen = 0;
 
+  // PRECONDITION: `m` held. True when the driver needs a notify.
+  bool set_wake() {
+    bool was = wake;
+    wake = true;
+    return !was;
+  }
   void post(Event&& e) {
+    bool notify;
     {
       std::lock_guard<std::mutex> g(m);
       events.push_back(std::move(e));
+      notify = set_wake();
     }
-    driver_cv.notify_one();
+    if (notify)
+      driver_cv.notify_one();
   }
 };
 
@@ -79,17 +96,13 @@ public:
     : shared_(std::move(shared)), dispatch_(dispatch) {}
 
 protected:
-  void deliver(AnyReply&& reply) override {
-    Event e{Event::Kind::reply, dispatch_, 0, Value(), std::move(reply)};
-    shared_->post(std::move(e));
-  }
+  void deliver(AnyReply&& reply) override { shared_->post(Event{dispatch_, std::move(reply)}); }
 
 private:
   std::shared_ptr<Shared> shared_;
   std::uint64_t dispatch_;
 };
 
-// A few threads for C++ stages.
 class ThreadPool {
 public:
   explicit ThreadPool(std::size_t n) {
@@ -135,18 +148,8 @@ private:
   std::vector<std::thread> threads_;
 };
 
-double percentile(std::vector<double> v, double p) {
-  if (v.empty())
-    return 0;
-  auto k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
-  return v[k];
-}
 
 } // namespace
-
-// Records of a stage sent together when batch_size is automatic.
-constexpr std::size_t kAutoBatchCap = 64;
 
 struct Pipeline::Impl {
   Runtime& runtime;
@@ -155,6 +158,7 @@ struct Pipeline::Impl {
   PipelineOptions options;
   std::function<void(Output&&)> output_sink;
   std::function<void(Failure&&)> failure_sink;
+  std::function<void()> flush_sink;
   std::shared_ptr<Shared> shared = std::make_shared<Shared>();
   std::unique_ptr<ThreadPool> pool;
   std::thread driver;
@@ -164,22 +168,20 @@ struct Pipeline::Impl {
 
   // -- driver state ---------------------------------------------------------
 
+  enum class State : std::uint8_t { live, finished, emitted };
   struct Record {
-    std::uint64_t seq = 0;
     std::uint64_t id = 0;
     Value input;
-    Value current;
+    Value current;  // the stage's input; the result once finished
+    Error error;    // set when it failed
     std::size_t stage = 0;
     int stage_attempts = 0;
     int total_attempts = 0;
     // Sent alone: its batch was lost as a whole (a crash or a kill), and
     // only this record's own outcome may count against it.
     bool solo = false;
-  };
-  struct Outcome {
     bool ok = false;
-    Output output;
-    Failure failure;
+    State state = State::live;
   };
   struct Dispatch {
     std::size_t stage = 0;
@@ -188,19 +190,23 @@ struct Pipeline::Impl {
     clock::time_point sent;
     std::shared_ptr<PipelineSlot> slot;
   };
-  std::unordered_map<std::uint64_t, Record> records;
+  // Every record from the oldest not yet emitted on, by sequence number
+  // (push order): records_[seq - base_].
+  std::deque<Record> records_;
+  std::uint64_t base_ = 0;
   std::vector<std::deque<std::uint64_t>> waiting;
   std::vector<int> busy;
   std::unordered_map<std::uint64_t, Dispatch> dispatches;
-  std::multimap<clock::time_point, std::uint64_t> retry_timers;     // record seqs
-  std::map<std::uint64_t, Outcome> ready;  // finished, waiting for their turn
-  std::uint64_t next_emit = 0;
+  std::multimap<clock::time_point, std::uint64_t> retry_timers;  // record seqs
   std::uint64_t next_dispatch = 0;
-  std::vector<std::vector<double>> latencies;
+  std::uint64_t emitted_now = 0;  // emitted, not yet told to the pushers
+  std::vector<LatencyHistogram> latencies;
   clock::time_point started = clock::now();
+  const bool process_isolation;
 
   Impl(Runtime& rt, std::vector<Stage> s, PipelineOptions o)
-    : runtime(rt), core(detail::RuntimeAccess::impl(rt).core), stages(std::move(s)), options(o) {
+    : runtime(rt), core(detail::RuntimeAccess::impl(rt).core), stages(std::move(s)), options(o),
+      process_isolation(rt.config().runtime.isolation == Isolation::process) {
     if (stages.empty())
       throw std::invalid_argument("a pipeline needs at least one stage");
     std::size_t cpp_threads = 0;
@@ -226,64 +232,71 @@ struct Pipeline::Impl {
       pool = std::make_unique<ThreadPool>(cpp_threads);
   }
 
+  Record* find(std::uint64_t seq) {
+    if (seq < base_ || seq - base_ >= records_.size())
+      return nullptr;
+    auto& r = records_[seq - base_];
+    return r.state == State::live ? &r : nullptr;
+  }
+  Record& at(std::uint64_t seq) { return records_[seq - base_]; }
+
   // -- outcomes -------------------------------------------------------------
 
-  void finish(std::uint64_t seq, Outcome&& o) {
-    records.erase(seq);
-    if (options.ordered) {
-      ready.emplace(seq, std::move(o));
-      while (!ready.empty() && ready.begin()->first == next_emit) {
-        emit(std::move(ready.begin()->second));
-        ready.erase(ready.begin());
-        ++next_emit;
-      }
-    } else {
-      emit(std::move(o));
+  void finish(std::uint64_t seq) {
+    auto& r = at(seq);
+    r.state = State::finished;
+    if (!options.ordered)
+      emit(r);
+    // The oldest records leave the window once emitted (in order: as soon
+    // as they finish).
+    while (!records_.empty() && records_.front().state != State::live) {
+      if (records_.front().state == State::finished)
+        emit(records_.front());
+      records_.pop_front();
+      ++base_;
     }
   }
 
-  void emit(Outcome&& o) {
-    if (o.ok) {
+  void emit(Record& r) {
+    r.state = State::emitted;
+    ++emitted_now;
+    if (r.ok) {
       report.ok++;
       ok++;
       if (output_sink)
-        output_sink(std::move(o.output));
+        output_sink(Output{r.id, std::move(r.current), std::move(r.input), r.total_attempts});
     } else {
       report.failed++;
       failed++;
-      report.by_code[to_string(o.failure.error.code)]++;
-      if (o.failure.error.code == ErrorCode::deadline_exceeded)
-        report.deadline_misses[to_string(o.failure.error.phase)]++;
+      report.by_code[to_string(r.error.code)]++;
+      if (r.error.code == ErrorCode::deadline_exceeded)
+        report.deadline_misses[to_string(r.error.phase)]++;
       if (failure_sink)
-        failure_sink(std::move(o.failure));
+        failure_sink(Failure{r.id, std::move(r.input), r.total_attempts > 0 ? stages[r.stage].name : std::string(),
+                             std::move(r.error), r.total_attempts});
     }
-    {
-      std::lock_guard<std::mutex> g(shared->m);
-      shared->emitted++;
-    }
-    shared->space_cv.notify_all();
   }
 
-  void fail(Record& r, const Error& e) {
-    Outcome o;
-    o.failure = Failure{r.id, r.input, stages[r.stage].name, e, r.total_attempts};
-    finish(r.seq, std::move(o));
+  void fail(std::uint64_t seq, Error e) {
+    auto& r = at(seq);
+    r.error = std::move(e);
+    r.ok = false;
+    finish(seq);
   }
 
   // One attempt of record `seq` at its stage ended.
   void attempt_done(std::uint64_t seq, Expected<Value>&& result) {
-    auto it = records.find(seq);
-    if (it == records.end())
+    auto* r = find(seq);
+    if (!r)
       return;
-    auto& r = it->second;
-    auto& st = stages[r.stage];
-    auto& rep = report.stages[r.stage];
+    auto& st = stages[r->stage];
+    auto& rep = report.stages[r->stage];
     if (!result) {
       rep.failed++;
-      if (st.retry.retries(result.error(), r.stage_attempts)) {
+      if (st.retry.retries(result.error(), r->stage_attempts)) {
         rep.retries++;
         double factor = 1;
-        for (int i = 1; i < r.stage_attempts; ++i)
+        for (int i = 1; i < r->stage_attempts; ++i)
           factor *= st.retry.multiplier;
         auto wait = std::min<std::chrono::nanoseconds>(
             st.retry.max_backoff, std::chrono::nanoseconds(static_cast<std::int64_t>(
@@ -291,20 +304,19 @@ struct Pipeline::Impl {
         retry_timers.emplace(clock::now() + wait, seq);
         return;
       }
-      fail(r, result.error());
+      fail(seq, std::move(result.error()));
       return;
     }
-    if (r.stage + 1 < stages.size()) {
-      r.current = std::move(*result);
-      r.stage++;
-      r.stage_attempts = 0;
-      waiting[r.stage].push_back(seq);
+    r->current = std::move(*result);
+    if (r->stage + 1 < stages.size()) {
+      r->stage++;
+      r->stage_attempts = 0;
+      r->solo = false;
+      waiting[r->stage].push_back(seq);
       return;
     }
-    Outcome o;
-    o.ok = true;
-    o.output = Output{r.id, std::move(*result), std::move(r.input), r.total_attempts};
-    finish(seq, std::move(o));
+    r->ok = true;
+    finish(seq);
   }
 
   void dispatch_done(std::uint64_t did, AnyReply&& reply) {
@@ -314,44 +326,44 @@ struct Pipeline::Impl {
     Dispatch d = std::move(it->second);
     dispatches.erase(it);
     busy[d.stage]--;
-    double ms = std::chrono::duration<double, std::milli>(clock::now() - d.sent).count();
-    if (auto* one = std::get_if<Expected<Value>>(&reply)) {
-      if (d.batch) {
-        Error e = one->has_value() ? Error(ErrorCode::internal, "batch reply without results") : one->error();
-        bool lost = e.code == ErrorCode::worker_crashed
-                    || (e.code == ErrorCode::deadline_exceeded && e.phase == DeadlinePhase::hard);
-        if (lost && d.seqs.size() > 1) {
-          // The batch was lost as a whole with its worker: which record did
-          // it is unknown, so each goes again alone, and this attempt does
-          // not count against any of them.
-          for (auto seq : d.seqs) {
-            auto& r = records.at(seq);
-            r.stage_attempts--;
-            r.total_attempts--;
-            r.solo = true;
-            waiting[d.stage].push_front(seq);
-          }
-          report.stages[d.stage].calls -= d.seqs.size();
-          return;
+    auto latency = clock::now() - d.sent;
+    for (std::size_t i = 0; i < d.seqs.size(); ++i)
+      latencies[d.stage].add(latency);
+    auto* one = std::get_if<Expected<Value>>(&reply);
+    if (one && d.batch) {
+      Error e = one->has_value() ? Error(ErrorCode::internal, "batch reply without results") : one->error();
+      bool lost = e.code == ErrorCode::worker_crashed
+                  || (e.code == ErrorCode::deadline_exceeded && e.phase == DeadlinePhase::hard);
+      if (lost && d.seqs.size() > 1) {
+        // The batch was lost as a whole with its worker: which record did it
+        // is unknown, so each goes again alone, and this attempt does not
+        // count against any of them.
+        for (auto it = d.seqs.rbegin(); it != d.seqs.rend(); ++it) {
+          auto* r = find(*it);
+          if (!r)
+            continue;
+          r->stage_attempts--;
+          r->total_attempts--;
+          r->solo = true;
+          waiting[d.stage].push_front(*it);
         }
-        // Refused as a whole (stopped, wedged, degraded): every record in it
-        // gets the error.
-        for (auto seq : d.seqs) {
-          latencies[d.stage].push_back(ms);
-          attempt_done(seq, Expected<Value>(e));
-        }
+        report.stages[d.stage].calls -= d.seqs.size();
         return;
       }
-      latencies[d.stage].push_back(ms);
+      // Refused as a whole (stopped, wedged, degraded): each record gets the
+      // error, and its retry policy decides.
+      for (auto seq : d.seqs)
+        attempt_done(seq, Expected<Value>(e));
+      return;
+    }
+    if (one) {
       attempt_done(d.seqs.front(), std::move(*one));
       return;
     }
     auto& results = std::get<BatchReply>(reply).results;
-    for (std::size_t i = 0; i < d.seqs.size(); ++i) {
-      latencies[d.stage].push_back(ms);
+    for (std::size_t i = 0; i < d.seqs.size(); ++i)
       attempt_done(d.seqs[i], i < results.size() ? std::move(results[i])
                                                  : Expected<Value>(Error(ErrorCode::internal, "missing batch result")));
-    }
   }
 
   // -- sending work -----------------------------------------------------------
@@ -361,20 +373,24 @@ struct Pipeline::Impl {
     auto did = ++next_dispatch;
     Dispatch d;
     d.stage = s;
-    d.seqs = seqs;
     d.sent = clock::now();
     busy[s]++;
     report.stages[s].calls += seqs.size();
+    report.stages[s].requests++;
     for (auto seq : seqs) {
-      auto& r = records.at(seq);
+      auto& r = at(seq);
       r.stage_attempts++;
       r.total_attempts++;
     }
+    // The stage's input is needed again for a retry, or to send a record
+    // alone when its batch is lost with a worker process; else move it.
+    bool keep_input = st.retry.attempts > 1 || (process_isolation && seqs.size() > 1);
     if (st.function) {
-      auto& r = records.at(seqs.front());
-      Value input = r.current;
+      auto& r = at(seqs.front());
+      Value input = keep_input ? r.current : std::move(r.current);
       auto fn = st.function;
       auto shared_state = shared;
+      d.seqs = std::move(seqs);
       dispatches.emplace(did, std::move(d));
       pool->post([fn, input = std::move(input), shared_state, did] {
         Expected<Value> result = Error(ErrorCode::internal, "no result");
@@ -385,33 +401,38 @@ struct Pipeline::Impl {
         } catch (...) {
           result = Error(ErrorCode::internal, "the C++ stage threw");
         }
-        shared_state->post(Event{Event::Kind::cpp_done, did, 0, Value(), AnyReply(std::move(result))});
+        shared_state->post(Event{did, AnyReply(std::move(result))});
       });
       return;
     }
     // One request for every record sent together; each record's call gets
     // its own deadline, the stage timeout counted from when that call
     // starts, and its own result.
-    d.batch = true;
-    d.slot = std::make_shared<PipelineSlot>(shared, did);
     BatchRequest b;
     Timeout t = core->policy().timeout_for("call", st.call, st.timeout);
     if (!t.infinite)
       b.call_timeout = t.value;
-    b.deadline = st.queue_budget ? (st.queue_budget->infinite ? Deadline::never() : Deadline::after(st.queue_budget->value))
-                                 : Deadline::never();
+    b.deadline = st.queue_budget && !st.queue_budget->infinite ? Deadline::after(st.queue_budget->value)
+                                                               : Deadline::never();
     b.calls.reserve(seqs.size());
     for (auto seq : seqs) {
-      CallRequest c(st.call, {records.at(seq).current});
+      auto& r = at(seq);
+      CallRequest c;
+      c.target = st.call;
+      c.args.push_back(keep_input ? r.current : std::move(r.current));
       c.deadline = Deadline::never();
       b.calls.push_back(std::move(c));
     }
+    d.batch = true;
+    d.seqs = std::move(seqs);
+    d.slot = std::make_shared<PipelineSlot>(shared, did);
+    auto slot = d.slot;
     dispatches.emplace(did, std::move(d));
     SubmitOptions so;
     // A record's outcome is worth more than a prompt answer: wait for the
     // runtime's own verdict (an interrupt, a kill or the wedge).
     so.patience = Patience::verdict;
-    core->submit(std::move(b), dispatches.at(did).slot, so);
+    core->submit(std::move(b), std::move(slot), so);
   }
 
   void dispatch_ready() {
@@ -420,14 +441,14 @@ struct Pipeline::Impl {
       auto& w = waiting[s];
       while (busy[s] < st.parallelism && !w.empty()) {
         std::size_t n = 1;
-        if (st.function == nullptr && !records.at(w.front()).solo) {
+        if (!st.function && !at(w.front()).solo) {
           // Whatever is ready, shared among the free slots, up to the cap;
-          // never waiting for more.
+          // never waiting for more. Records to be sent alone stay alone.
           std::size_t cap = st.batch_size > 0 ? static_cast<std::size_t>(st.batch_size) : kAutoBatchCap;
-          std::size_t free_slots = static_cast<std::size_t>(st.parallelism - busy[s]);
-          n = std::min(cap, std::max<std::size_t>(1, (w.size() + free_slots - 1) / free_slots));
+          auto free_slots = static_cast<std::size_t>(st.parallelism - busy[s]);
+          n = std::min(cap, (w.size() + free_slots - 1) / free_slots);
           std::size_t k = 1;
-          while (k < n && k < w.size() && !records.at(w[k]).solo)
+          while (k < n && !at(w[k]).solo)
             ++k;
           n = k;
         }
@@ -442,9 +463,8 @@ struct Pipeline::Impl {
     while (!retry_timers.empty() && retry_timers.begin()->first <= now) {
       auto seq = retry_timers.begin()->second;
       retry_timers.erase(retry_timers.begin());
-      auto it = records.find(seq);
-      if (it != records.end())
-        waiting[it->second.stage].push_back(seq);
+      if (auto* r = find(seq))
+        waiting[r->stage].push_back(seq);
     }
   }
 
@@ -460,12 +480,10 @@ struct Pipeline::Impl {
       seqs.push_back(seq);
     retry_timers.clear();
     std::sort(seqs.begin(), seqs.end());
-    for (auto seq : seqs) {
-      auto it = records.find(seq);
-      if (it != records.end())
-        fail(it->second, Error(ErrorCode::runtime_stopped, "the pipeline was stopped before this record reached stage \""
-                                                               + stages[it->second.stage].name + "\""));
-    }
+    for (auto seq : seqs)
+      if (auto* r = find(seq))
+        fail(seq, Error(ErrorCode::runtime_stopped,
+                        "the pipeline was stopped before this record reached stage \"" + stages[r->stage].name + "\""));
   }
 
   // stop() + grace passed: every record still inside fails.
@@ -479,57 +497,57 @@ struct Pipeline::Impl {
     retry_timers.clear();
     for (auto& w : waiting)
       w.clear();
-    std::vector<std::uint64_t> seqs;
-    for (auto& [seq, r] : records)
-      seqs.push_back(seq);
-    std::sort(seqs.begin(), seqs.end());
-    for (auto seq : seqs) {
-      auto& r = records.at(seq);
-      fail(r, Error(ErrorCode::runtime_stopped, "the pipeline was stopped before this record finished"));
-    }
+    for (std::uint64_t seq = base_; seq < base_ + records_.size(); ++seq)
+      if (find(seq))
+        fail(seq, Error(ErrorCode::runtime_stopped, "the pipeline was stopped before this record finished"));
   }
 
-  clock::time_point next_timer(clock::time_point now) const {
-    auto next = now + std::chrono::seconds(1);
-    if (!retry_timers.empty())
-      next = std::min(next, retry_timers.begin()->first);
-    return next;
+  void accept(PipelineRecord&& in) {
+    Record r;
+    r.id = in.id;
+    if (in.input) {
+      r.input = std::move(*in.input);
+      r.current = std::move(in.value);
+    } else {
+      r.current = in.value;
+      r.input = std::move(in.value);
+    }
+    auto seq = base_ + records_.size();
+    records_.push_back(std::move(r));
+    if (in.failed)
+      fail(seq, std::move(*in.failed));
+    else
+      waiting[0].push_back(seq);
   }
 
   void run() {
     pthread_setname_np(pthread_self(), "gk-pipeline");
     bool cancelled = false;
+    std::vector<PipelineRecord> incoming;
+    std::vector<Event> events;
     for (;;) {
-      std::deque<Event> events;
-      bool closed, stopping;
+      bool stopping;
       clock::time_point stop_at;
-      std::uint64_t pushed, emitted;
       {
         std::unique_lock<std::mutex> lk(shared->m);
-        auto next = next_timer(clock::now());
+        auto next = clock::now() + std::chrono::seconds(1);
+        if (!retry_timers.empty())
+          next = std::min(next, retry_timers.begin()->first);
         if (shared->stopping && !cancelled)
           next = std::min(next, shared->stop_at);
-        shared->driver_cv.wait_until(lk, next, [&] { return !shared->events.empty(); });
+        shared->driver_cv.wait_until(lk, next, [&] { return shared->wake; });
+        shared->wake = false;
+        incoming.swap(shared->incoming);
         events.swap(shared->events);
-        closed = shared->closed;
         stopping = shared->stopping;
         stop_at = shared->stop_at;
-        pushed = shared->pushed;
-        emitted = shared->emitted;
       }
-      for (auto& e : events) {
-        if (e.kind == Event::Kind::push) {
-          Record r;
-          r.seq = e.key;
-          r.id = e.id;
-          r.current = e.input;
-          r.input = std::move(e.input);
-          records.emplace(r.seq, std::move(r));
-          waiting[0].push_back(e.key);
-        } else {
-          dispatch_done(e.key, std::move(e.reply));
-        }
-      }
+      for (auto& r : incoming)
+        accept(std::move(r));
+      incoming.clear();
+      for (auto& e : events)
+        dispatch_done(e.dispatch, std::move(e.reply));
+      events.clear();
       auto now = clock::now();
       expire_retries(now);
       if (stopping && !cancelled && now >= stop_at) {
@@ -539,24 +557,28 @@ struct Pipeline::Impl {
       if (stopping)
         drop_waiting();
       dispatch_ready();
+      if (emitted_now > 0 && flush_sink)
+        flush_sink();
       {
         std::lock_guard<std::mutex> g(shared->m);
-        pushed = shared->pushed;
-        emitted = shared->emitted;
+        bool freed = emitted_now > 0;
+        shared->emitted += emitted_now;
+        emitted_now = 0;
         bool no_more_input = shared->closed || shared->stopping;
-        if (no_more_input && emitted == pushed && shared->events.empty()) {
-          report.pushed = pushed;
+        if (no_more_input && shared->emitted == shared->pushed && shared->incoming.empty()) {
+          report.pushed = shared->pushed;
           report.stopped = shared->stopping;
           report.max_in_flight_seen = shared->max_in_flight_seen;
           break;
         }
+        if (freed)
+          shared->space_cv.notify_all();
       }
-      (void)closed;
     }
     report.elapsed_s = std::chrono::duration<double>(clock::now() - started).count();
     for (std::size_t s = 0; s < stages.size(); ++s) {
-      report.stages[s].p50_ms = percentile(latencies[s], 0.5);
-      report.stages[s].p99_ms = percentile(latencies[s], 0.99);
+      report.stages[s].p50_ms = latencies[s].percentile_ms(0.5);
+      report.stages[s].p99_ms = latencies[s].percentile_ms(0.99);
     }
     for (auto& l : listeners)
       caf::anon_send(l, pipeline_done_atom::value, report);
@@ -588,40 +610,66 @@ void Pipeline::on_failure(std::function<void(Failure&&)> sink) {
   impl_->failure_sink = std::move(sink);
 }
 
+void Pipeline::on_flush(std::function<void()> flush) {
+  impl_->flush_sink = std::move(flush);
+}
+
 bool Pipeline::push(std::uint64_t id, Value input) {
+  std::vector<PipelineRecord> one(1);
+  one[0].id = id;
+  one[0].value = std::move(input);
+  return push(one) == 1;
+}
+
+std::size_t Pipeline::push(std::vector<PipelineRecord>& records) {
   auto& sh = *impl_->shared;
+  const auto bound = impl_->options.max_in_flight;
+  std::size_t done = 0;
   std::unique_lock<std::mutex> lk(sh.m);
-  sh.space_cv.wait(lk, [&] {
-    return sh.closed || sh.stopping || sh.pushed - sh.emitted < impl_->options.max_in_flight;
-  });
-  if (sh.closed || sh.stopping)
-    return false;
-  auto seq = sh.pushed++;
-  sh.max_in_flight_seen = std::max<std::size_t>(sh.max_in_flight_seen, sh.pushed - sh.emitted);
-  sh.events.push_back(Event{Event::Kind::push, seq, id, std::move(input), AnyReply()});
-  lk.unlock();
-  sh.driver_cv.notify_one();
-  return true;
+  while (done < records.size()) {
+    sh.space_cv.wait(lk, [&] { return sh.closed || sh.stopping || sh.pushed - sh.emitted < bound; });
+    if (sh.closed || sh.stopping)
+      break;
+    auto room = static_cast<std::size_t>(bound - (sh.pushed - sh.emitted));
+    auto n = std::min(room, records.size() - done);
+    for (std::size_t i = 0; i < n; ++i)
+      sh.incoming.push_back(std::move(records[done + i]));
+    done += n;
+    sh.pushed += n;
+    sh.max_in_flight_seen = std::max<std::size_t>(sh.max_in_flight_seen, sh.pushed - sh.emitted);
+    if (sh.set_wake()) {
+      lk.unlock();
+      sh.driver_cv.notify_one();
+      lk.lock();
+    }
+  }
+  return done;
 }
 
 void Pipeline::close() {
+  bool notify;
   {
     std::lock_guard<std::mutex> g(impl_->shared->m);
     impl_->shared->closed = true;
+    notify = impl_->shared->set_wake();
   }
-  impl_->shared->driver_cv.notify_one();
+  if (notify)
+    impl_->shared->driver_cv.notify_one();
   impl_->shared->space_cv.notify_all();
 }
 
 void Pipeline::stop() {
+  bool notify;
   {
     std::lock_guard<std::mutex> g(impl_->shared->m);
     if (impl_->shared->stopping || impl_->shared->done)
       return;
     impl_->shared->stopping = true;
     impl_->shared->stop_at = clock::now() + impl_->options.stop_grace;
+    notify = impl_->shared->set_wake();
   }
-  impl_->shared->driver_cv.notify_one();
+  if (notify)
+    impl_->shared->driver_cv.notify_one();
   impl_->shared->space_cv.notify_all();
 }
 

@@ -19,9 +19,15 @@
 /// (a record stopped by `stop()` fails with `runtime_stopped`). A failed
 /// record does not stop the pipeline.
 ///
-/// Thread-safety: `push`, `close`, `stop`, `in_flight` and `wait` may be called
-/// from any thread; the sinks are set before the first push and are called
-/// on the pipeline's own thread, one at a time.
+/// Records travel in batches: whatever a Python stage has waiting (up to its
+/// `batch_size` cap) goes to the runtime as one request, while each record
+/// keeps its own deadline (counted from when its call starts), its own
+/// error, its retries and its place in the output order. Nothing waits for
+/// a batch to fill.
+///
+/// Thread-safety: `push`, `close`, `stop`, `progress` and `wait` may be
+/// called from any thread; the sinks are set before the first push and are
+/// called on the pipeline's own thread, one at a time.
 
 #include "gilkeeper/config/config.hpp"
 #include "gilkeeper/interop/error.hpp"
@@ -96,6 +102,19 @@ struct Stage {
   Stage& with_queue_budget(Timeout t) { queue_budget = t; return *this; }
 };
 
+/// A record to push.
+struct PipelineRecord {
+  std::uint64_t id = 0;
+  /// What the first stage gets.
+  Value value;
+  /// What Output and Failure report as the record's input; unset: `value`.
+  std::optional<Value> input;
+  /// Set for a record that failed before the pipeline (input that does not
+  /// parse, say): it runs no stage and comes out as a Failure in its turn,
+  /// with an empty stage name.
+  std::optional<Error> failed;
+};
+
 struct PipelineOptions {
   /// Records pushed and not yet out; `push` blocks at this bound.
   std::size_t max_in_flight = 256;
@@ -129,7 +148,10 @@ struct StageReport {
   std::uint64_t calls = 0;     ///< attempts made
   std::uint64_t failed = 0;    ///< attempts that failed
   std::uint64_t retries = 0;
-  double p50_ms = 0, p99_ms = 0;  ///< per-attempt latency
+  std::uint64_t requests = 0;  ///< requests sent (a batch is one)
+  /// Per-attempt latency, from when the record's request was sent to its
+  /// reply (a batch's records share it).
+  double p50_ms = 0, p99_ms = 0;
 };
 
 /// What a pipeline did.
@@ -164,11 +186,19 @@ public:
   /// The sinks. PRECONDITION: before the first push.
   void on_output(std::function<void(Output&&)> sink);
   void on_failure(std::function<void(Failure&&)> sink);
+  /// Called after each run of outputs and failures the pipeline's thread
+  /// emitted together, so that sinks can hand records on in batches.
+  void on_flush(std::function<void()> flush);
 
   /// Feeds a record; blocks while `max_in_flight` records are in flight.
   /// Returns false (and drops nothing: the record was never accepted) once
   /// the pipeline is stopped or closed.
   bool push(std::uint64_t id, Value input);
+  /// Feeds records in order, blocking while `max_in_flight` records are in
+  /// flight; one hand-off for all that fit. Returns how many were accepted
+  /// (moved from); fewer than all only once the pipeline is stopped or
+  /// closed, and the rest are left as they were.
+  std::size_t push(std::vector<PipelineRecord>& records);
   /// No more input.
   void close();
   /// Stops reading; records waiting for a stage fail at once with

@@ -1,8 +1,9 @@
 #pragma once
 
-// Internal: per-message-type counters and latency samples. Thread-safe.
+// Internal: per-message-type counters and latency histograms. Thread-safe.
 
 #include "gilkeeper/actors/executor.hpp"
+#include "gilkeeper/actors/latency_histogram.hpp"
 #include "gilkeeper/interop/request.hpp"
 
 #include <algorithm>
@@ -13,28 +14,6 @@
 #include <vector>
 
 namespace gk::detail {
-
-/// The most recent samples of a latency, for percentiles.
-class SampleRing {
-public:
-  void add(double us) {
-    ring_[next_ % ring_.size()] = us;
-    ++next_;
-  }
-  double percentile(double p) const {
-    std::size_t n = std::min<std::size_t>(next_, ring_.size());
-    if (n == 0)
-      return 0;
-    std::vector<double> v(ring_.begin(), ring_.begin() + static_cast<long>(n));
-    auto k = static_cast<std::size_t>(p * static_cast<double>(n - 1) + 0.5);
-    std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
-    return v[k];
-  }
-
-private:
-  std::array<double, 2048> ring_{};
-  std::size_t next_ = 0;
-};
 
 class StatsCollector {
 public:
@@ -60,11 +39,10 @@ public:
     types_[type].stats.errors++;
   }
   void timing(const std::string& type, clock::duration queue_wait, clock::duration run) {
-    auto us = [](clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); };
     std::lock_guard<std::mutex> g(m_);
     auto& t = types_[type];
-    t.queue.add(us(queue_wait));
-    t.run.add(us(run));
+    t.queue.add(queue_wait);
+    t.run.add(run);
   }
   std::vector<TypeStats> snapshot() const {
     std::lock_guard<std::mutex> g(m_);
@@ -72,10 +50,10 @@ public:
     for (auto& [name, t] : types_) {
       TypeStats s = t.stats;
       s.type = name;
-      s.queue_p50_us = t.queue.percentile(0.50);
-      s.queue_p99_us = t.queue.percentile(0.99);
-      s.run_p50_us = t.run.percentile(0.50);
-      s.run_p99_us = t.run.percentile(0.99);
+      s.queue_p50_us = t.queue.percentile_ms(0.50) * 1e3;
+      s.queue_p99_us = t.queue.percentile_ms(0.99) * 1e3;
+      s.run_p50_us = t.run.percentile_ms(0.50) * 1e3;
+      s.run_p99_us = t.run.percentile_ms(0.99) * 1e3;
       out.push_back(std::move(s));
     }
     return out;
@@ -84,7 +62,7 @@ public:
 private:
   struct PerType {
     TypeStats stats;
-    SampleRing queue, run;
+    LatencyHistogram queue, run;
   };
   mutable std::mutex m_;
   std::map<std::string, PerType> types_;

@@ -54,3 +54,9 @@ def spin_forever():
 
 def sleep_long():
     time.sleep(30)
+
+
+# For the CLI figures on int records (cli.*.int): the same work in the plain
+# loop, the peers and the gilkeeper job.
+def plus_one(x):
+    return x + 1

@@ -12,7 +12,7 @@
 #include <cmath>
 #include <cstdint>
 
-namespace gk::cli {
+namespace gk {
 
 class LatencyHistogram {
 public:
@@ -58,4 +58,4 @@ private:
   double max_ns_ = 0;
 };
 
-} // namespace gk::cli
+} // namespace gk
