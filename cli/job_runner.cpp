@@ -546,15 +546,13 @@ private:
 
   // One output line (a result with no JSON form fails instead).
   void write_output(Output& o, std::string& line) {
-    Json json;
-    if (Error e = value_to_json(o.value, json)) {
-      fail(o.id, o.input.as_string(), e, job_.stages.back().name, true);
-      return;
-    }
     line = "{\"line\":";
     line += std::to_string(o.id);
     line += ",\"value\":";
-    line += dump_line(json);
+    if (Error e = encode_json(o.value, line)) {
+      fail(o.id, o.input.as_string(), e, job_.stages.back().name, true);
+      return;
+    }
     line += '}';
     std::lock_guard<std::mutex> g(sink_mutex_);
     output_.write_line(line);
@@ -767,7 +765,11 @@ int run_job(const RunOptions& options) {
   }
 
   JobRun run(*rt, job, output, errors);
-  run.set_total_lines(count_lines(options.input));
+  // The total is for the progress display: no second read of the input
+  // when nothing shows it.
+  bool progress_shown = options.progress == "always" || (options.progress == "auto" && ::isatty(2));
+  if (progress_shown)
+    run.set_total_lines(count_lines(options.input));
 
   // Ctrl-C / SIGTERM: the signals are blocked in every thread (the
   // runtime's threads inherited the mask) and taken here by a watcher, which

@@ -1,5 +1,8 @@
 #include "json_value.hpp"
 
+#include <simdjson.h>
+
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -244,9 +247,207 @@ Error value_to_json_impl(const Value& v, Json& out, const std::string& path, int
   return conversion_error(path, "unknown value kind");
 }
 
+// Where a value sits, rendered only for an error (see encode_json).
+struct Path {
+  const std::string* root = nullptr;
+  const Path* parent = nullptr;
+  const std::string* key = nullptr;
+  std::size_t index = 0;
+  std::string str() const {
+    if (!parent)
+      return *root;
+    return key ? key_path(parent->str(), *key) : index_path(parent->str(), index);
+  }
+};
+
+void append_escaped(std::string& out, const std::string& text) {
+  // Text with bytes past ASCII takes nlohmann's path, which checks UTF-8
+  // (and replaces what is not); plain ASCII is escaped here.
+  for (unsigned char c : text)
+    if (c >= 0x80) {
+      out += dump_line(Json(text));
+      return;
+    }
+  static const char hex[] = "0123456789abcdef";
+  out += '"';
+  for (unsigned char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out += hex[c >> 4];
+          out += hex[c & 15];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+}
+
+Error encode_impl(const Value& v, std::string& out, const Path& path, int depth) {
+  if (depth > kMaxDepth)
+    return conversion_error(path.str(), "nesting deeper than " + std::to_string(kMaxDepth));
+  switch (v.kind()) {
+    case Value::Kind::null: out += "null"; return {};
+    case Value::Kind::boolean: out += v.as_bool() ? "true" : "false"; return {};
+    case Value::Kind::integer: {
+      char buf[24];
+      auto r = std::to_chars(buf, buf + sizeof buf, v.as_int());
+      out.append(buf, r.ptr);
+      return {};
+    }
+    case Value::Kind::real: {
+      double d = v.as_double();
+      if (std::isnan(d))
+        return conversion_error(path.str(), "NaN has no JSON form");
+      if (std::isinf(d))
+        return conversion_error(path.str(), std::string(d > 0 ? "inf" : "-inf") + " has no JSON form");
+      // nlohmann's own shortest form (as Python's json.dumps writes it).
+      char buf[64];
+      char* end = nlohmann::detail::to_chars(buf, buf + sizeof buf, d);
+      out.append(buf, end);
+      return {};
+    }
+    case Value::Kind::string: append_escaped(out, v.as_string()); return {};
+    case Value::Kind::bytes:
+      out += "{\"__bytes__\":\"";
+      out += base64_encode(v.as_bytes().data);
+      out += "\"}";
+      return {};
+    case Value::Kind::list: {
+      out += '[';
+      auto& l = v.as_list();
+      for (std::size_t i = 0; i < l.size(); ++i) {
+        if (i)
+          out += ',';
+        if (Error e = encode_impl(l[i], out, Path{nullptr, &path, nullptr, i}, depth + 1))
+          return e;
+      }
+      out += ']';
+      return {};
+    }
+    case Value::Kind::dict: {
+      out += '{';
+      bool first = true;
+      for (auto& [k, item] : v.as_dict()) {
+        if (!first)
+          out += ',';
+        first = false;
+        append_escaped(out, k);
+        out += ':';
+        if (Error e = encode_impl(item, out, Path{nullptr, &path, &k, 0}, depth + 1))
+          return e;
+      }
+      out += '}';
+      return {};
+    }
+    case Value::Kind::ref: {
+      std::string type = v.as_ref().type_name();
+      return conversion_error(path.str(), (type.empty() ? std::string("a Ref") : "a Ref to " + type)
+                                              + " has no JSON form");
+    }
+  }
+  return conversion_error(path.str(), "unknown value kind");
+}
+
+} // namespace
+
+Error encode_json(const Value& value, std::string& out, const std::string& path) {
+  auto size = out.size();
+  Error e = encode_impl(value, out, Path{&path}, 0);
+  if (e)
+    out.resize(size);
+  return e;
+}
+
+namespace {
+
+Error parse_with_reference(std::string_view text, Value& value);
+
+// simdjson's DOM, walked into a Value. False when the record needs the
+// reference parser: anything simdjson rejects (malformed text, a byte order
+// mark, numbers beyond uint64 or double), and what must be reported or read
+// exactly as the reference parser does (an integer beyond int64, nesting past
+// kMaxDepth, -0).
+bool from_dom(simdjson::dom::element e, Value& out, int depth) {
+  if (depth > kMaxDepth)
+    return false;
+  switch (e.type()) {
+    case simdjson::dom::element_type::ARRAY: {
+      List l;
+      simdjson::dom::array array = e.get_array().value_unsafe();
+      for (auto item : array) {
+        l.emplace_back();
+        if (!from_dom(item, l.back(), depth + 1))
+          return false;
+      }
+      out = Value(std::move(l));
+      return true;
+    }
+    case simdjson::dom::element_type::OBJECT: {
+      Dict d;
+      simdjson::dom::object object = e.get_object().value_unsafe();
+      for (auto field : object) {
+        d.emplace_back();
+        d.back().first.assign(field.key.data(), field.key.size());
+        if (!from_dom(field.value, d.back().second, depth + 1))
+          return false;
+      }
+      drop_duplicate_keys(d);
+      out = Value(std::move(d));
+      return true;
+    }
+    case simdjson::dom::element_type::INT64: out = Value(e.get_int64().value_unsafe()); return true;
+    case simdjson::dom::element_type::UINT64: return false;  // beyond int64: the reference names it
+    case simdjson::dom::element_type::DOUBLE: {
+      double d = e.get_double().value_unsafe();
+      if (d == 0 && std::signbit(d))
+        return false;  // "-0" is an integer to the reference parser
+      out = Value(d);
+      return true;
+    }
+    case simdjson::dom::element_type::STRING: {
+      auto sv = e.get_string().value_unsafe();
+      out = Value(std::string(sv.data(), sv.size()));
+      return true;
+    }
+    case simdjson::dom::element_type::BOOL: out = Value(e.get_bool().value_unsafe()); return true;
+    case simdjson::dom::element_type::NULL_VALUE: out = Value(); return true;
+  }
+  return false;
+}
+
 } // namespace
 
 Error parse_record(std::string_view text, Value& value) {
+  // The fast path: simdjson (one parser and one padded buffer per thread).
+  thread_local simdjson::dom::parser parser;
+  thread_local std::string padded;
+  padded.assign(text.data(), text.size());
+  padded.append(simdjson::SIMDJSON_PADDING, '\0');
+  simdjson::dom::element doc;
+  if (!parser.parse(padded.data(), text.size(), false).get(doc)) {
+    Value v;
+    if (from_dom(doc, v, 0)) {
+      value = std::move(v);
+      return {};
+    }
+  }
+  // The reference: nlohmann's parser, with its messages (the column).
+  return parse_with_reference(text, value);
+}
+
+namespace {
+
+Error parse_with_reference(std::string_view text, Value& value) {
   ValueBuilder builder;
   bool ok = Json::sax_parse(text.begin(), text.end(), &builder);
   if (!ok || builder.error)
@@ -254,6 +455,8 @@ Error parse_record(std::string_view text, Value& value) {
   value = std::move(builder.root);
   return {};
 }
+
+} // namespace
 
 std::string input_json_text(std::string_view text, bool known_json) {
   std::string_view trimmed = text;

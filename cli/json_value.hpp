@@ -53,6 +53,10 @@ std::string input_json_text(std::string_view text, bool known_json = false);
 /// nesting.
 Error value_to_json(const Value& value, Json& out, const std::string& path = "result");
 
+/// Appends the JSON text of a Value to `out`, on one line, as
+/// `dump_line(value_to_json(...))` would write it, without building a JSON
+/// document. On error `out` is left as it was.
+Error encode_json(const Value& value, std::string& out, const std::string& path = "result");
 /// Standard base64 (RFC 4648, with padding).
 std::string base64_encode(std::string_view data);
 

@@ -93,8 +93,28 @@ std::string index_path(const std::string& path, std::size_t i) {
   return path + "[" + std::to_string(i) + "]";
 }
 
-PyObject* to_python_impl(const Value& v, const RefContext& refs, const std::string& path,
-                         Error& err, int depth) {
+// Where a value sits (`result["a"][3]`), rendered only for an error: the
+// conversions pass it down the stack without building strings.
+struct Path {
+  const std::string* root = nullptr;  // the root's name; null below it
+  const Path* parent = nullptr;
+  const std::string* key = nullptr;  // a dict key, or else `index`
+  std::size_t index = 0;
+
+  Path child(const std::string& k) const { return Path{nullptr, this, &k, 0}; }
+  Path child(std::size_t i) const { return Path{nullptr, this, nullptr, i}; }
+  std::string str() const {
+    if (!parent)
+      return root ? *root : std::string();
+    return key ? key_path(parent->str(), *key) : index_path(parent->str(), index);
+  }
+};
+
+Error conversion_error(const Path& path, std::string what) {
+  return conversion_error(path.str(), std::move(what));
+}
+
+PyObject* to_python_impl(const Value& v, const RefContext& refs, const Path& path, Error& err, int depth) {
   if (depth > kMaxDepth) {
     err = conversion_error(path, "nesting deeper than " + std::to_string(kMaxDepth));
     return nullptr;
@@ -123,7 +143,7 @@ PyObject* to_python_impl(const Value& v, const RefContext& refs, const std::stri
       if (!out)
         break;
       for (std::size_t i = 0; i < l.size(); ++i) {
-        PyObject* item = to_python_impl(l[i], refs, index_path(path, i), err, depth + 1);
+        PyObject* item = to_python_impl(l[i], refs, path.child(i), err, depth + 1);
         if (!item)
           return nullptr;
         PyList_SET_ITEM(out.get(), static_cast<Py_ssize_t>(i), item);
@@ -135,7 +155,7 @@ PyObject* to_python_impl(const Value& v, const RefContext& refs, const std::stri
       if (!out)
         break;
       for (auto& [k, x] : v.as_dict()) {
-        std::string kp = key_path(path, k);
+        Path kp = path.child(k);
         PyRef key = PyRef::steal(PyUnicode_DecodeUTF8(k.data(), static_cast<Py_ssize_t>(k.size()), "strict"));
         if (!key) {
           PyErr_Clear();
@@ -154,11 +174,12 @@ PyObject* to_python_impl(const Value& v, const RefContext& refs, const std::stri
       auto& r = v.as_ref();
       PyObject* o = refs.table ? refs.table->get(r.id(), r.epoch()) : nullptr;
       if (!o) {
+        std::string where = path.str();
         err = Error(ErrorCode::stale_ref,
-                    (path.empty() ? std::string() : path + ": ") + "Ref #" + std::to_string(r.id())
+                    (where.empty() ? std::string() : where + ": ") + "Ref #" + std::to_string(r.id())
                         + " (" + r.type_name() + ") is stale: its object was released or its "
                         + "interpreter is gone");
-        err.where = path;
+        err.where = where;
         return nullptr;
       }
       Py_INCREF(o);
@@ -170,7 +191,7 @@ PyObject* to_python_impl(const Value& v, const RefContext& refs, const std::stri
   return nullptr;
 }
 
-Expected<Value> from_python_impl(PyObject* o, const std::string& path, int depth) {
+Expected<Value> from_python_impl(PyObject* o, const Path& path, int depth) {
   if (depth > kMaxDepth)
     return conversion_error(path, "nesting deeper than " + std::to_string(kMaxDepth)
                                       + " (or a container that contains itself)");
@@ -215,7 +236,7 @@ Expected<Value> from_python_impl(PyObject* o, const std::string& path, int depth
       if (is_list && i >= PyList_GET_SIZE(o))
         break;
       PyObject* item = is_list ? PyList_GET_ITEM(o, i) : PyTuple_GET_ITEM(o, i);
-      auto x = from_python_impl(item, index_path(path, static_cast<std::size_t>(i)), depth + 1);
+      auto x = from_python_impl(item, path.child(static_cast<std::size_t>(i)), depth + 1);
       if (!x)
         return x.error();
       out.push_back(std::move(*x));
@@ -242,7 +263,7 @@ Expected<Value> from_python_impl(PyObject* o, const std::string& path, int depth
         return conversion_error(path, "dict key is not valid UTF-8");
       }
       std::string key(ks, static_cast<std::size_t>(n));
-      auto v = from_python_impl(x, key_path(path, key), depth + 1);
+      auto v = from_python_impl(x, path.child(key), depth + 1);
       if (!v)
         return v.error();
       out.emplace_back(std::move(key), std::move(*v));
@@ -258,11 +279,11 @@ Expected<Value> from_python_impl(PyObject* o, const std::string& path, int depth
 } // namespace
 
 PyObject* to_python(const Value& v, const RefContext& refs, const std::string& path, Error& err) {
-  return to_python_impl(v, refs, path, err, 0);
+  return to_python_impl(v, refs, Path{&path}, err, 0);
 }
 
 Expected<Value> from_python(PyObject* o, const std::string& path) {
-  return from_python_impl(o, path, 0);
+  return from_python_impl(o, Path{&path}, 0);
 }
 
 // -- exceptions ---------------------------------------------------------------
