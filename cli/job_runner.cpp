@@ -278,13 +278,17 @@ public:
       RetryPolicy retry;
       retry.attempts = s.retries + 1;
       retry.on = retryable_codes();
-      Stage st = Stage::python(s.name, s.call).with_parallelism(s.parallelism).with_retry(retry);
+      // By default a stage keeps every worker process busy.
+      int parallelism = s.parallelism > 0 ? s.parallelism
+                        : job_.runtime.isolation == Isolation::process ? std::max(1, job_.runtime.workers)
+                                                                       : 1;
+      Stage st = Stage::python(s.name, s.call).with_parallelism(parallelism).with_retry(retry);
       if (s.timeout)
         st.with_timeout(*s.timeout);
       st.with_batch(s.batch_size);
       stages.push_back(std::move(st));
       ordered = ordered && s.ordered;
-      width = std::max<std::size_t>(width, static_cast<std::size_t>(s.parallelism * std::max(1, s.batch_size)));
+      width = std::max<std::size_t>(width, static_cast<std::size_t>(parallelism * std::max(1, s.batch_size)));
     }
     PipelineOptions options;
     options.ordered = ordered;

@@ -130,7 +130,9 @@ struct StageConfig {
   std::string call;
   /// The stage's timeout; nullopt = fall back to the runtime's rules.
   std::optional<Timeout> timeout;
-  int parallelism = 1;
+  /// Records this stage works on at once; 0 (unset): automatic, one per
+  /// worker process in process isolation, else 1.
+  int parallelism = 0;
   int retries = 0;
   bool ordered = true;
   /// The most records sent together; 0 (unset): automatic.

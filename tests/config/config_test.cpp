@@ -176,7 +176,7 @@ batch_size = 64
   CHECK(parse.name == "parse");
   CHECK(parse.call == "pkg.mod:parse");
   CHECK_FALSE(parse.timeout.has_value());
-  CHECK(parse.parallelism == 1);
+  CHECK(parse.parallelism == 0);  // automatic
   CHECK(parse.retries == 0);
   CHECK(parse.ordered);
   CHECK(parse.batch_size == 0);  // automatic
