@@ -1,4 +1,4 @@
-#include "gilkeeper/actors/deadline_watch.hpp"
+#include "actors/deadline_watch.hpp"
 
 #include <pthread.h>
 

@@ -19,7 +19,7 @@
 ///
 /// Thread-safety: every member may be called from any thread.
 
-#include "gilkeeper/actors/executor.hpp"
+#include "actors/executor.hpp"
 
 #include <chrono>
 #include <condition_variable>

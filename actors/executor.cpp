@@ -2,9 +2,9 @@
 // order; a watchdog thread interrupts calls at their deadline and declares
 // the executor wedged when a call outlives its grace period.
 
-#include "gilkeeper/actors/executor.hpp"
-#include "gilkeeper/actors/detail/stats_collector.hpp"
-#include "gilkeeper/interop/interpreter.hpp"
+#include "actors/executor.hpp"
+#include "actors/detail/stats_collector.hpp"
+#include "interop/interpreter.hpp"
 
 #include <condition_variable>
 #include <deque>

@@ -5,10 +5,10 @@
 // threaded host) in its own process group, talks over a socketpair, and is
 // reaped by this thread whatever way it ends.
 
-#include "gilkeeper/actors/executor.hpp"
-#include "gilkeeper/actors/detail/stats_collector.hpp"
-#include "gilkeeper/actors/wire.hpp"
-#include "gilkeeper/interop/interpreter.hpp"
+#include "actors/executor.hpp"
+#include "actors/detail/stats_collector.hpp"
+#include "actors/wire.hpp"
+#include "interop/interpreter.hpp"
 
 #include <algorithm>
 #include <cerrno>

@@ -3,11 +3,14 @@
 // and the executor's reply, or the deadline watch's, comes back here once.
 
 #include "gilkeeper/actors/py_runtime.hpp"
-#include "gilkeeper/actors/py_runtime_core.hpp"
+#include "actors/py_runtime_core.hpp"
 
 #include <caf/all.hpp>
 
 #include <unordered_map>
+
+// The executor's reply, inside this actor only: never serialized.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gk::AnyReply)
 
 namespace gk {
 

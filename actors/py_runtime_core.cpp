@@ -1,4 +1,4 @@
-#include "gilkeeper/actors/py_runtime_core.hpp"
+#include "actors/py_runtime_core.hpp"
 
 #include <algorithm>
 #include <condition_variable>

@@ -20,9 +20,10 @@
 //
 // Thread-safety: every member may be called from any thread.
 
-#include "gilkeeper/actors/deadline_policy.hpp"
-#include "gilkeeper/actors/deadline_watch.hpp"
-#include "gilkeeper/actors/executor.hpp"
+#include "actors/deadline_policy.hpp"
+#include "actors/deadline_watch.hpp"
+#include "actors/executor.hpp"
+#include "gilkeeper/actors/py_runtime.hpp"
 
 #include <array>
 #include <atomic>
@@ -84,6 +85,13 @@ private:
   std::shared_ptr<DeadlineWatch> watch_;
   std::array<std::atomic<std::uint64_t>, std::variant_size_v<AnyRequest>> submitted_{};
 };
+
+/// Spawns the CAF face of a PyRuntime (the typed handle) on `sys`.
+py_runtime_actor spawn_py_runtime(caf::actor_system& sys, std::shared_ptr<PyRuntime> core);
+
+/// Tells the handle to answer every pending request with `runtime_stopped`
+/// and exit. Thread-safe.
+void stop_py_runtime(const py_runtime_actor& front);
 
 /// The target config keys a request's timeout by: "module:function" for a
 /// call without `self`, the module of an import, "module:attr" of a getattr

@@ -1,4 +1,4 @@
-#include "gilkeeper/actors/sandbox.hpp"
+#include "actors/sandbox.hpp"
 
 #include <cerrno>
 #include <cstring>

@@ -1,4 +1,4 @@
-#include "gilkeeper/actors/wire.hpp"
+#include "actors/wire.hpp"
 #include "gilkeeper/actors/messages.hpp"
 
 #include <caf/binary_deserializer.hpp>

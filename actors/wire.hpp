@@ -8,7 +8,7 @@
 /// overloads in actors/messages.hpp). A Deadline travels as its remaining
 /// budget and becomes a local deadline when decoded.
 
-#include "gilkeeper/actors/executor.hpp"
+#include "actors/executor.hpp"
 #include "gilkeeper/config/config.hpp"
 
 #include <cstdint>

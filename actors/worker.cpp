@@ -1,12 +1,12 @@
 // The worker process: the same request loop as the thread executor, behind
 // a socket to the host.
 
-#include "gilkeeper/actors/worker.hpp"
+#include "actors/worker.hpp"
 
-#include "gilkeeper/actors/executor.hpp"
-#include "gilkeeper/actors/py_runtime_core.hpp"
-#include "gilkeeper/actors/sandbox.hpp"
-#include "gilkeeper/actors/wire.hpp"
+#include "actors/executor.hpp"
+#include "actors/py_runtime_core.hpp"
+#include "actors/sandbox.hpp"
+#include "actors/wire.hpp"
 
 #include <csignal>
 #include <cstdlib>

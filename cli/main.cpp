@@ -3,7 +3,7 @@
 // job. See docs/cli.md.
 #include "job_runner.hpp"
 
-#include "gilkeeper/actors/worker.hpp"
+#include "actors/worker.hpp"
 
 #include <CLI/CLI.hpp>
 

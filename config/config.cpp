@@ -1,6 +1,6 @@
 #include "gilkeeper/config/config.hpp"
 
-#include "gilkeeper/config/detail/toml_reader.hpp"
+#include "config/detail/toml_reader.hpp"
 
 #include <cerrno>
 #include <csignal>

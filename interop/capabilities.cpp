@@ -6,8 +6,8 @@
 // raises audit events only from threads that hold it), so the policy's
 // non-atomic state needs no lock.
 
-#include "gilkeeper/interop/capabilities.hpp"
-#include "gilkeeper/interop/detail/py.hpp"
+#include "interop/capabilities.hpp"
+#include "interop/detail/py.hpp"
 
 #include <arpa/inet.h>
 #include <atomic>

@@ -1,7 +1,7 @@
 // Value <-> PyObject conversion, Ref handles, and exception translation.
 // PRECONDITION for everything here: the GIL is held.
 
-#include "gilkeeper/interop/detail/py.hpp"
+#include "interop/detail/py.hpp"
 
 #include <cstring>
 

@@ -6,8 +6,8 @@
 //                               deadline, or None;
 //   gilkeeper._interrupt        the signal handler behind soft deadlines.
 
-#include "gilkeeper/interop/detail/py.hpp"
-#include "gilkeeper/interop/detail/interrupt.hpp"
+#include "interop/detail/py.hpp"
+#include "interop/detail/interrupt.hpp"
 
 namespace gk::detail {
 

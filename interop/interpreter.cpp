@@ -1,9 +1,9 @@
 // The embedded interpreter: start-up, requests, shutdown.
 
-#include "gilkeeper/interop/interpreter.hpp"
-#include "gilkeeper/interop/capabilities.hpp"
-#include "gilkeeper/interop/detail/interrupt.hpp"
-#include "gilkeeper/interop/detail/py.hpp"
+#include "interop/interpreter.hpp"
+#include "interop/capabilities.hpp"
+#include "interop/detail/interrupt.hpp"
+#include "interop/detail/py.hpp"
 
 #include <atomic>
 #include <csignal>

@@ -1,4 +1,4 @@
-#include "gilkeeper/interop/detail/interrupt.hpp"
+#include "interop/detail/interrupt.hpp"
 
 #include <atomic>
 

@@ -8,8 +8,8 @@
 #include "gilkeeper/runtime/pipeline.hpp"
 #include "gilkeeper/runtime/pipeline_actor.hpp"
 
-#include "gilkeeper/actors/latency_histogram.hpp"
-#include "gilkeeper/runtime/detail/runtime_impl.hpp"
+#include "actors/latency_histogram.hpp"
+#include "runtime/detail/runtime_impl.hpp"
 
 #include <caf/all.hpp>
 

@@ -1,5 +1,5 @@
 #include "gilkeeper/runtime/runtime.hpp"
-#include "gilkeeper/runtime/detail/runtime_impl.hpp"
+#include "runtime/detail/runtime_impl.hpp"
 
 #include "gilkeeper/actors/messages.hpp"
 

@@ -3,7 +3,7 @@
 #include "gilkeeper/actors/messages.hpp"
 #include "gilkeeper/actors/py_runtime.hpp"
 #include "gilkeeper/runtime/runtime.hpp"
-#include "gilkeeper/runtime/detail/runtime_impl.hpp"
+#include "runtime/detail/runtime_impl.hpp"
 
 #include <caf/actor_pool.hpp>
 #include <caf/all.hpp>

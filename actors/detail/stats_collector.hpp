@@ -2,8 +2,8 @@
 
 // Internal: per-message-type counters and latency histograms. Thread-safe.
 
-#include "gilkeeper/actors/executor.hpp"
-#include "gilkeeper/actors/latency_histogram.hpp"
+#include "actors/executor.hpp"
+#include "actors/latency_histogram.hpp"
 #include "gilkeeper/interop/request.hpp"
 
 #include <algorithm>

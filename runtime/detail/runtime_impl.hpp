@@ -4,7 +4,7 @@
 // workers). Not installed.
 
 #include "gilkeeper/actors/py_runtime.hpp"
-#include "gilkeeper/actors/py_runtime_core.hpp"
+#include "actors/py_runtime_core.hpp"
 #include "gilkeeper/runtime/runtime.hpp"
 
 #include <caf/actor_system.hpp>

@@ -1,5 +1,5 @@
 // The wire codec round-trips every request and reply type.
-#include "gilkeeper/actors/wire.hpp"
+#include "actors/wire.hpp"
 
 #include <catch2/catch.hpp>
 

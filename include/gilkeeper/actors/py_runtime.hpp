@@ -23,7 +23,6 @@
 /// only stops the requester from waiting, and the call runs on to its own
 /// deadline.
 
-#include "gilkeeper/actors/executor.hpp"
 #include "gilkeeper/actors/messages.hpp"
 
 #include <caf/replies_to.hpp>
@@ -31,7 +30,6 @@
 #include <caf/typed_actor.hpp>
 
 #include <chrono>
-#include <memory>
 
 namespace gk {
 
@@ -42,15 +40,6 @@ using py_runtime_actor = caf::typed_actor<
     caf::replies_to<GetattrRequest>::with<Value>, caf::replies_to<ReleaseRequest>::with<Value>,
     caf::replies_to<BatchRequest>::with<BatchReply>, caf::replies_to<StatsRequest>::with<Stats>,
     caf::replies_to<ShutdownRequest>::with<ShutdownReport>>;
-
-class PyRuntime;
-
-/// Spawns the CAF face of a PyRuntime on `sys`. Internal (Runtime does it).
-py_runtime_actor spawn_py_runtime(caf::actor_system& sys, std::shared_ptr<PyRuntime> core);
-
-/// Tells the handle to answer every pending request with `runtime_stopped`
-/// and exit. Thread-safe.
-void stop_py_runtime(const py_runtime_actor& front);
 
 /// `self->request(rt, ...)` whose `timeout` becomes the request's deadline
 /// (unless the request carries an earlier one): at the timeout the running
@@ -76,5 +65,3 @@ class Runtime;
 py_runtime_actor runtime_actor(const Runtime& runtime);
 
 } // namespace gk
-
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gk::AnyReply)
