@@ -337,8 +337,7 @@ private:
     wd_seq_ = 0;
     wd_slot_.reset();
     // Under the watchdog's lock: it sets wedged only while the call runs.
-    if (wedged_.exchange(false))
-      recovered_.fetch_add(1);
+    wedged_.store(false, std::memory_order_release);
   }
 
   void watch() {
@@ -489,7 +488,6 @@ private:
 
   std::atomic<bool> wedged_{false};
   std::atomic<std::uint64_t> wedged_count_{0};
-  std::atomic<std::uint64_t> recovered_{0};
   std::atomic<std::size_t> live_refs_{0};
   std::uint64_t seq_ = 0;
   detail::StatsCollector stats_;

@@ -44,7 +44,6 @@ void register_error_category(caf::actor_system_config& cfg);
 void announce_message_types(caf::actor_system_config& cfg);
 
 using reply_atom = caf::atom_constant<caf::atom("gkreply")>;
-using timeout_atom = caf::atom_constant<caf::atom("gktimeout")>;
 
 } // namespace gk
 
