@@ -116,6 +116,15 @@ public:
     return s;
   }
 
+  bool pull_from(std::function<bool()> fetch) override {
+    {
+      std::lock_guard<std::mutex> lk(mutex_);
+      fetch_ = std::move(fetch);
+    }
+    cv_.notify_one();
+    return true;
+  }
+
   std::uint64_t capability_denials() const override {
     return interp_ ? interp_->capability_denials() : 0;
   }
@@ -166,7 +175,18 @@ private:
             have_gil = false;
             continue;
           }
-          cv_.wait(lk, [&] { return !queue_.empty() || stopping_; });
+          if (fetch_) {
+            // Pull the next request ourselves (see pull_from).
+            auto fetch = fetch_;
+            lk.unlock();
+            bool more = fetch();
+            lk.lock();
+            if (!more)
+              fetch_ = nullptr;
+            continue;
+          }
+          cv_.wait(lk, [&] { return !queue_.empty() || stopping_ || fetch_; });
+          continue;
         }
         if (queue_.empty() && stopping_)
           break;
@@ -471,6 +491,7 @@ private:
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<Job> queue_;
+  std::function<bool()> fetch_;  // see pull_from
   bool stopping_ = false;
   std::atomic<bool> stopping_flag_{false};  // stopping_, readable without the lock
   std::atomic<bool> stopped_{false};

@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <variant>
@@ -141,6 +142,15 @@ public:
   virtual Stats stats() const = 0;
   /// Capability denials so far (cheap; `stats()` has it too).
   virtual std::uint64_t capability_denials() const = 0;
+  /// From now on, whenever its queue is empty, the interpreter's own thread
+  /// calls `fetch` (without the GIL) to wait for and submit more work, and
+  /// so runs it without a hand-off; `fetch` returns false when no more will
+  /// come. A worker process reads its socket this way. False when this
+  /// executor cannot (the process executor).
+  virtual bool pull_from(std::function<bool()> fetch) {
+    (void)fetch;
+    return false;
+  }
   /// Stops: queued jobs get `runtime_stopped`, the running one is
   /// interrupted, Python is finalized within `grace` (see ShutdownReport).
   /// Idempotent: later calls return the first report.

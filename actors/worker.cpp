@@ -102,18 +102,37 @@ int run_worker(int fd, int parent) {
       return 73;
   }
 
-  for (;;) {
-    auto body = wire::read_frame(fd);
-    if (!body)
-      break;  // the host is gone or closed the socket
-    auto f = wire::decode(body->data(), body->size());
-    if (!f)
-      break;  // a corrupt stream cannot be trusted
-    if (f->kind == wire::FrameKind::goodbye)
-      break;
-    if (f->kind != wire::FrameKind::request || !f->request)
-      continue;
-    runtime.submit(std::move(*f->request), std::make_shared<WireSlot>(fd, write_mutex, f->id, **executor));
+  // The interpreter's thread reads each request itself when it is idle and
+  // runs it at once: no hand-off between reading and running. The host
+  // sends one request at a time, so nothing waits to be read meanwhile.
+  std::mutex done_mutex;
+  std::condition_variable done_cv;
+  bool done = false;
+  auto fetch = [&]() -> bool {
+    for (;;) {
+      auto body = wire::read_frame(fd);
+      Expected<wire::Frame> f = Error(ErrorCode::internal, "the host is gone");
+      if (body)
+        f = wire::decode(body->data(), body->size());
+      // A gone host, a corrupt stream (it cannot be trusted) or goodbye.
+      if (!f || f->kind == wire::FrameKind::goodbye) {
+        {
+          std::lock_guard<std::mutex> g(done_mutex);
+          done = true;
+        }
+        done_cv.notify_one();
+        return false;
+      }
+      if (f->kind != wire::FrameKind::request || !f->request)
+        continue;
+      runtime.submit(std::move(*f->request), std::make_shared<WireSlot>(fd, write_mutex, f->id, **executor));
+      return true;
+    }
+  };
+  (*executor)->pull_from(fetch);
+  {
+    std::unique_lock<std::mutex> lk(done_mutex);
+    done_cv.wait(lk, [&] { return done; });
   }
   runtime.shutdown(config.runtime.shutdown_grace);
   // Leave at once: a call that did not stop may still reply through this

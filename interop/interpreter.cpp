@@ -216,9 +216,7 @@ Expected<std::unique_ptr<Interpreter>> Interpreter::start(InterpreterOptions opt
     if (signo > SIGRTMAX)
       return setup_failed("interrupt_signal SIGRTMIN+" + std::to_string(*impl->options.interrupt_signal)
                           + " is beyond SIGRTMAX");
-    // _signal, not signal: the same function without importing enum (~2 ms
-    // of every start).
-    detail::PyRef signal_mod = import_module("_signal");
+    detail::PyRef signal_mod = import_module("signal");
     detail::PyRef handler = detail::PyRef::steal(PyObject_GetAttrString(gk_module.get(), "_interrupt"));
     if (!signal_mod || !handler)
       return setup_failed("cannot set up the interrupt signal");
