@@ -1,6 +1,13 @@
-#include "job_runner.hpp"
+// The two job commands: `gilkeeper run` (JobRun: reading, the pipeline, the
+// writer thread, the summary) and `gilkeeper check`.
 
-#include "json_value.hpp"
+#include "cli/job_runner.hpp"
+
+#include "cli/job_setup.hpp"
+#include "cli/json_value.hpp"
+#include "cli/line_file.hpp"
+#include "cli/progress.hpp"
+#include "cli/say.hpp"
 
 #include "gilkeeper/gilkeeper.hpp"
 #include "gilkeeper/runtime/pipeline.hpp"
@@ -10,7 +17,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
-#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
@@ -36,175 +42,8 @@ namespace {
 
 using steady = std::chrono::steady_clock;
 
-void say(const std::string& message) {
-  std::fprintf(stderr, "gilkeeper: %s\n", message.c_str());
-}
-
-// -- the job file --------------------------------------------------------------
-
-// Loads a job and checks what the config layer does not: that it has stages
-// and uses only what `run` supports. Prints the problem and returns false.
-bool load_job(const std::string& path, Config& job) {
-  try {
-    job = load_config_file(path);
-  } catch (const ConfigError& e) {
-    say(e.what());
-    return false;
-  }
-  if (job.stages.empty()) {
-    say(path + ": a job needs at least one [[stage]]; this file has none");
-    return false;
-  }
-  return true;
-}
-
-// Starts a runtime for a job; prints why it could not.
-std::unique_ptr<Runtime> start_runtime(const Config& job) {
-  try {
-    return std::make_unique<Runtime>(job);
-  } catch (const RuntimeStartError& e) {
-    say("cannot start the Python runtime: " + e.error().to_string());
-  } catch (const ConfigError& e) {
-    say(e.what());
-  }
-  return nullptr;
-}
-
-std::string describe(const Error& e) {
-  if (e.code == ErrorCode::python_exception && !e.type.empty())
-    return e.type + ": " + e.message;
-  return std::string(to_string(e.code)) + ": " + e.message;
-}
-
-// Imports a stage's module and resolves its callable, without calling it.
-Error resolve_stage(Runtime& rt, const StageConfig& stage) {
-  std::string module = stage.call.substr(0, stage.call.find(':'));
-  if (auto imported = rt.import_module(module); !imported)
-    return imported.error();
-  RequestOptions as_ref;
-  as_ref.want_ref = true;
-  auto object = rt.getattr(stage.call, as_ref);
-  if (!object)
-    return object.error();
-  List args;
-  args.push_back(*object);
-  auto callable = rt.call("builtins:callable", std::move(args));
-  if (!callable)
-    return callable.error();
-  if (!callable->is_bool() || !callable->as_bool()) {
-    std::string type = object->is_ref() ? object->as_ref().type_name() : "?";
-    Error e(ErrorCode::bad_request, stage.call + " is not callable (its type is " + type + ")");
-    e.where = stage.call;
-    return e;
-  }
-  return {};
-}
-
-// Checks every stage; prints one line per stage (only the failures unless
-// `print_ok`) on `out`. True when all resolve.
-bool check_stages(Runtime& rt, const Config& job, std::FILE* out, bool print_ok) {
-  bool all_ok = true;
-  for (auto& stage : job.stages) {
-    Error e = resolve_stage(rt, stage);
-    std::string head = "stage \"" + stage.name + "\" (" + stage.call + "): ";
-    if (e || print_ok)
-      std::fprintf(out, "%s%s\n", head.c_str(), e ? describe(e).c_str() : "ok");
-    all_ok = all_ok && !e;
-  }
-  return all_ok;
-}
-
-// -- files ---------------------------------------------------------------------
-
-// A buffered output file (or stdout) that remembers write failures.
-class LineFile {
-public:
-  ~LineFile() {
-    if (file_ && owned_)
-      std::fclose(file_);
-  }
-
-  // Opens for writing (truncating); "-" is stdout. Prints why it could not.
-  bool open(const std::string& path, const char* what) {
-    path_ = path;
-    if (path == "-") {
-      file_ = stdout;
-      owned_ = false;
-    } else {
-      file_ = std::fopen(path.c_str(), "w");
-      owned_ = true;
-      if (!file_) {
-        say("cannot open the " + std::string(what) + " file " + path + ": " + std::strerror(errno));
-        return false;
-      }
-    }
-    // stdio allocates (and keeps) the buffer: stdout outlives this object.
-    std::setvbuf(file_, nullptr, _IOFBF, 1 << 16);
-    return true;
-  }
-
-  void flush() { std::fflush(file_); }
-
-  void write_line(const std::string& text) {
-    std::fwrite(text.data(), 1, text.size(), file_);
-    std::fputc('\n', file_);
-    ++lines_;
-  }
-
-  // Flushes and closes; false (with a message) when any write failed.
-  bool close(const char* what) {
-    bool ok = std::fflush(file_) == 0 && !std::ferror(file_);
-    int saved = errno;
-    if (owned_)
-      ok = std::fclose(file_) == 0 && ok;
-    file_ = nullptr;
-    if (!ok)
-      say("writing the " + std::string(what) + " file " + path_ + " failed: " + std::strerror(saved));
-    return ok;
-  }
-
-  const std::string& path() const noexcept { return path_; }
-  std::uint64_t lines() const noexcept { return lines_; }
-
-private:
-  std::FILE* file_ = nullptr;
-  bool owned_ = false;
-  std::string path_;
-  std::uint64_t lines_ = 0;
-};
-
 bool is_blank(std::string_view text) {
   return text.find_first_not_of(" \t\r\n") == std::string_view::npos;
-}
-
-// True (with a message) when two of the files a run reads and writes are the
-// same file: writing would destroy the input or interleave two outputs.
-bool same_files(const RunOptions& options, const std::string& errors_path) {
-  std::vector<std::pair<std::string, std::string>> files = {
-      {"--input", options.input}, {"--output", options.output}, {"--errors", errors_path},
-      {"--summary-json", options.summary_json}};
-  for (std::size_t i = 0; i < files.size(); ++i) {
-    for (std::size_t j = i + 1; j < files.size(); ++j) {
-      auto& [name_a, a] = files[i];
-      auto& [name_b, b] = files[j];
-      if (a.empty() || b.empty() || a == "-" || b == "-")
-        continue;
-      std::error_code ec_a, ec_b;
-      auto pa = std::filesystem::weakly_canonical(a, ec_a);
-      auto pb = std::filesystem::weakly_canonical(b, ec_b);
-      if (!ec_a && !ec_b && pa == pb) {
-        say(name_a + " and " + name_b + " are the same file: " + a);
-        return true;
-      }
-    }
-  }
-  return false;
-}
-
-std::string absolute(const std::string& path) {
-  std::error_code ec;
-  auto p = std::filesystem::absolute(path, ec);
-  return ec ? path : p.lexically_normal().string();
 }
 
 // -- the run -------------------------------------------------------------------
@@ -221,33 +60,6 @@ sigset_t stop_signal_set() {
 std::vector<ErrorCode> retryable_codes() {
   return {ErrorCode::python_exception, ErrorCode::deadline_exceeded, ErrorCode::worker_crashed,
           ErrorCode::degraded, ErrorCode::stale_ref, ErrorCode::overloaded, ErrorCode::internal};
-}
-
-// Counts the lines of a regular file (for the progress bar); -1 otherwise.
-std::int64_t count_lines(const std::string& path) {
-  if (path == "-")
-    return -1;
-  std::FILE* f = std::fopen(path.c_str(), "r");
-  if (!f)
-    return -1;
-  // Records are the lines that are not blank.
-  std::int64_t lines = 0;
-  char buf[1 << 16];
-  std::size_t n;
-  bool content = false;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) {
-    for (std::size_t i = 0; i < n; ++i) {
-      char c = buf[i];
-      if (c == '\n') {
-        lines += content;
-        content = false;
-      } else if (c != ' ' && c != '\t' && c != '\r') {
-        content = true;
-      }
-    }
-  }
-  std::fclose(f);
-  return lines + (content ? 1 : 0);
 }
 
 class JobRun {
@@ -562,81 +374,6 @@ private:
     output_.write_line(line);
     ++ok_;
   }
-
-  // Live progress on stderr: a bar on a terminal, plain lines with
-  // `--progress always`, nothing with `never` (or `auto` off a terminal).
-  class Progress {
-  public:
-    Progress(const ProgressOptions& o, Pipeline& p, Runtime& rt, std::int64_t total)
-      : pipeline_(p), rt_(rt), total_(total) {
-      bool tty = ::isatty(2) != 0;
-      mode_ = o.mode == "always" ? (tty ? 2 : 1) : o.mode == "never" ? 0 : (tty ? 2 : 0);
-      if (mode_ != 0)
-        thread_ = std::thread([this] { run(); });
-    }
-    ~Progress() { finish(); }
-    void finish() {
-      {
-        std::lock_guard<std::mutex> g(m_);
-        if (stop_)
-          return;
-        stop_ = true;
-      }
-      cv_.notify_all();
-      if (thread_.joinable())
-        thread_.join();
-    }
-
-  private:
-    void run() {
-      auto t0 = steady::now();
-      std::unique_lock<std::mutex> lk(m_);
-      for (;;) {
-        bool stopping = cv_.wait_for(lk, mode_ == 2 ? std::chrono::milliseconds(200) : std::chrono::seconds(2),
-                                     [&] { return stop_; });
-        draw(t0, stopping);
-        if (stopping)
-          return;
-      }
-    }
-    void draw(steady::time_point t0, bool last) {
-      auto p = pipeline_.progress();
-      auto done = p.ok + p.failed;
-      double secs = std::chrono::duration<double>(steady::now() - t0).count();
-      double rate = secs > 0 ? static_cast<double>(done) / secs : 0;
-      auto restarts = rt_.stats().restarts;
-      std::string text;
-      if (total_ > 0) {
-        double frac = std::min(1.0, static_cast<double>(done) / static_cast<double>(total_));
-        if (mode_ == 2) {
-          int filled = static_cast<int>(frac * 30);
-          text += "[" + std::string(static_cast<std::size_t>(filled), '#') + std::string(static_cast<std::size_t>(30 - filled), '.') + "] ";
-        }
-        text += std::to_string(done) + "/" + std::to_string(total_);
-        if (rate > 0 && done < static_cast<std::uint64_t>(total_))
-          text += ", ETA " + std::to_string(static_cast<long>((static_cast<double>(total_) - static_cast<double>(done)) / rate)) + "s";
-      } else {
-        text += std::to_string(done) + " records";
-      }
-      char buf[160];
-      std::snprintf(buf, sizeof buf, ", %.0f/s, %llu failed, %llu restarts", rate, ull(p.failed), ull(restarts));
-      text += buf;
-      if (mode_ == 2)
-        std::fprintf(stderr, "\r%s\033[K%s", text.c_str(), last ? "\n" : "");
-      else
-        std::fprintf(stderr, "gilkeeper: progress: %s\n", text.c_str());
-      std::fflush(stderr);
-    }
-
-    Pipeline& pipeline_;
-    Runtime& rt_;
-    std::int64_t total_;
-    int mode_ = 0;  // 0 none, 1 lines, 2 bar
-    std::mutex m_;
-    std::condition_variable cv_;
-    bool stop_ = false;
-    std::thread thread_;
-  };
 
   // True when the next read of `input` has to wait for the OS (glibc).
   static bool input_buffer_empty(std::FILE* input) {

@@ -10,6 +10,8 @@
 
 #include "actors/latency_histogram.hpp"
 #include "runtime/detail/runtime_impl.hpp"
+#include "runtime/detail/pipeline_shared.hpp"
+#include "runtime/detail/thread_pool.hpp"
 
 #include <caf/all.hpp>
 
@@ -22,26 +24,6 @@
 
 namespace gk {
 
-bool RetryPolicy::retries(const Error& e, int attempts_so_far) const {
-  if (attempts_so_far >= attempts)
-    return false;
-  return std::find(on.begin(), on.end(), e.code) != on.end();
-}
-
-Stage Stage::python(std::string name, std::string call) {
-  Stage s;
-  s.name = std::move(name);
-  s.call = std::move(call);
-  return s;
-}
-
-Stage Stage::cpp(std::string name, StageFunction function) {
-  Stage s;
-  s.name = std::move(name);
-  s.function = std::move(function);
-  return s;
-}
-
 namespace {
 
 using clock = std::chrono::steady_clock;
@@ -49,105 +31,10 @@ using clock = std::chrono::steady_clock;
 // Records of a Python stage sent together when batch_size is automatic.
 constexpr std::size_t kAutoBatchCap = 128;
 
-// A reply for one dispatch (a Python request or a C++ stage call).
-struct Event {
-  std::uint64_t dispatch = 0;
-  AnyReply reply;
-};
-
-// State shared with the pushers, the runtime's reply slots and the C++ stage
-// threads; it outlives the pipeline if a late reply comes in after it is
-// gone.
-struct Shared {
-  std::mutex m;
-  std::condition_variable driver_cv, space_cv, done_cv;
-  std::vector<PipelineRecord> incoming;  // pushed, not yet taken by the driver
-  std::vector<Event> events;
-  bool wake = false;  // the driver has something to look at
-  bool closed = false;
-  bool stopping = false;
-  bool done = false;
-  clock::time_point stop_at{};
-  std::uint64_t pushed = 0;
-  std::uint64_t emitted = 0;
-  std::size_t max_in_flight_seen = 0;
-
-  // PRECONDITION: `m` held. True when the driver needs a notify.
-  bool set_wake() {
-    bool was = wake;
-    wake = true;
-    return !was;
-  }
-  void post(Event&& e) {
-    bool notify;
-    {
-      std::lock_guard<std::mutex> g(m);
-      events.push_back(std::move(e));
-      notify = set_wake();
-    }
-    if (notify)
-      driver_cv.notify_one();
-  }
-};
-
-class PipelineSlot final : public ReplySlot {
-public:
-  PipelineSlot(std::shared_ptr<Shared> shared, std::uint64_t dispatch)
-    : shared_(std::move(shared)), dispatch_(dispatch) {}
-
-protected:
-  void deliver(AnyReply&& reply) override { shared_->post(Event{dispatch_, std::move(reply)}); }
-
-private:
-  std::shared_ptr<Shared> shared_;
-  std::uint64_t dispatch_;
-};
-
-class ThreadPool {
-public:
-  explicit ThreadPool(std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i)
-      threads_.emplace_back([this] { run(); });
-  }
-  ~ThreadPool() {
-    {
-      std::lock_guard<std::mutex> g(m_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_)
-      t.join();
-  }
-  void post(std::function<void()> task) {
-    {
-      std::lock_guard<std::mutex> g(m_);
-      tasks_.push_back(std::move(task));
-    }
-    cv_.notify_one();
-  }
-
-private:
-  void run() {
-    for (;;) {
-      std::function<void()> task;
-      {
-        std::unique_lock<std::mutex> lk(m_);
-        cv_.wait(lk, [&] { return stop_ || !tasks_.empty(); });
-        if (tasks_.empty())
-          return;
-        task = std::move(tasks_.front());
-        tasks_.pop_front();
-      }
-      task();
-    }
-  }
-  std::mutex m_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;
-  bool stop_ = false;
-  std::vector<std::thread> threads_;
-};
-
+using detail::Event;
+using detail::PipelineSlot;
+using detail::Shared;
+using detail::ThreadPool;
 
 } // namespace
 

@@ -1,0 +1,258 @@
+// The process executor's traffic with its children: queued jobs sent to idle
+// children (a request with Refs to the child that owns them), and what the
+// children send back (replies, the Refs in them, recycling after a reply).
+
+#include "actors/detail/process_executor.hpp"
+#include "actors/wire.hpp"
+
+#include <deque>
+#include <mutex>
+#include <variant>
+
+namespace gk::detail {
+
+namespace {
+
+// The epoch a request's Refs belong to: 0 when it has none, ~0 when it
+// mixes epochs.
+constexpr std::uint64_t kMixed = ~std::uint64_t{0};
+
+void epoch_of(const Value& v, std::uint64_t& out) {
+  switch (v.kind()) {
+    case Value::Kind::ref: {
+      auto e = v.as_ref().epoch();
+      out = out == 0 || out == e ? e : kMixed;
+      break;
+    }
+    case Value::Kind::list:
+      for (auto& x : v.as_list())
+        epoch_of(x, out);
+      break;
+    case Value::Kind::dict:
+      for (auto& [k, x] : v.as_dict())
+        epoch_of(x, out);
+      break;
+    default: break;
+  }
+}
+
+void epoch_of(const CallRequest& c, std::uint64_t& out) {
+  if (c.self)
+    epoch_of(Value(c.self), out);
+  for (auto& a : c.args)
+    epoch_of(a, out);
+  for (auto& [k, a] : c.kwargs)
+    epoch_of(a, out);
+}
+
+std::uint64_t epoch_of(const AnyRequest& r) {
+  std::uint64_t out = 0;
+  std::visit(
+      [&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, CallRequest>)
+          epoch_of(x, out);
+        else if constexpr (std::is_same_v<T, GetattrRequest>) {
+          if (x.object)
+            epoch_of(Value(x.object), out);
+        } else if constexpr (std::is_same_v<T, ReleaseRequest>)
+          out = x.epoch;
+        else if constexpr (std::is_same_v<T, BatchRequest>) {
+          for (auto& c : x.calls)
+            epoch_of(c, out);
+        }
+      },
+      r);
+  return out;
+}
+
+} // namespace
+
+// Notes the module of a call so that the next children import it early.
+void ProcessExecutor::remember_module(const AnyRequest& r) {
+  auto* call = std::get_if<CallRequest>(&r);
+  if (!call || call->self || modules_seen_.size() >= 64)
+    return;
+  auto colon = call->target.find(':');
+  if (colon != std::string::npos && colon > 0)
+    modules_seen_.insert(call->target.substr(0, colon));
+}
+
+Child* ProcessExecutor::child_for_epoch(std::uint64_t epoch) {
+  for (auto& c : children_)
+    if (c.epoch == epoch && c.pid > 0 && c.state != Child::State::retiring && c.state != Child::State::dying)
+      return &c;
+  return nullptr;
+}
+
+// Sends queued jobs to idle children (least loaded = any idle one; a
+// request with Refs goes to the child that owns them).
+void ProcessExecutor::dispatch() {
+  // A child whose call is past its deadline does not count as busy: its
+  // caller has been told, it is only waiting to be killed, and the next
+  // call should not wait for that (this is what the warm spare is for).
+  std::size_t busy = 0;
+  auto now_ = clock::now();
+  for (auto& c : children_)
+    busy += c.state == Child::State::busy && !(c.job && c.deadline.expired(now_)) ? 1 : 0;
+  std::deque<Job> jobs;
+  {
+    std::lock_guard<std::mutex> lk(mutex_);
+    jobs.swap(queue_);
+  }
+  std::deque<Job> keep;
+  std::vector<std::pair<Job, Error>> failed;
+  auto now = clock::now();
+  while (!jobs.empty()) {
+    Job job = std::move(jobs.front());
+    jobs.pop_front();
+    std::uint64_t epoch = epoch_of(job.request);
+    Child* target = nullptr;
+    if (epoch == kMixed) {
+      failed.emplace_back(std::move(job), Error(ErrorCode::bad_request, "a request cannot mix Refs of different worker processes"));
+      continue;
+    }
+    if (epoch != 0) {
+      target = child_for_epoch(epoch);
+      if (!target) {
+        if (job.slot)
+          failed.emplace_back(std::move(job), Error(ErrorCode::stale_ref, "a Ref in this request is stale: the worker process that held its object is gone"));
+        continue;
+      }
+      if (target->state != Child::State::ready) {
+        keep.push_back(std::move(job));
+        continue;
+      }
+    } else {
+      if (busy >= workers_) {
+        keep.push_back(std::move(job));
+        continue;
+      }
+      for (auto& c : children_)
+        if (c.state == Child::State::ready) {
+          target = &c;
+          break;
+        }
+      if (!target) {
+        keep.push_back(std::move(job));
+        continue;
+      }
+    }
+    if (job.slot && !job.slot->start()) {
+      stats_.missed(job.type, DeadlinePhase::queued);
+      stats_.error(job.type);
+      continue;
+    }
+    if (job.deadline.expired(now)) {
+      stats_.missed(job.type, DeadlinePhase::queued);
+      failed.emplace_back(std::move(job), deadline_error(ReplySlot::queued, job.label));
+      continue;
+    }
+    remember_module(job.request);
+    auto id = ++next_request_id_;
+    auto frame = wire::encode_request(id, job.request);
+    target->state = Child::State::busy;
+    target->job = std::move(job);
+    target->job_id = id;
+    target->sent = clock::now();
+    target->deadline = target->job->run_deadline(target->sent);
+    busy++;
+    wire::write_all(target->fd, frame.data(), frame.size());  // failure shows as EOF
+  }
+  if (!keep.empty()) {
+    std::lock_guard<std::mutex> lk(mutex_);
+    for (auto it = keep.rbegin(); it != keep.rend(); ++it)
+      queue_.push_front(std::move(*it));
+  }
+  for (auto& [job, e] : failed)
+    detail::refuse(stats_, job, std::move(e));
+}
+
+// Gives Refs in a reply a release function that routes to their worker.
+void ProcessExecutor::adopt_refs(Value& v) {
+  switch (v.kind()) {
+    case Value::Kind::ref: {
+      auto& r = v.as_ref();
+      std::weak_ptr<ProcessExecutor> weak = weak_from_this();
+      live_refs_++;
+      v = Value(Ref(std::make_shared<const detail::RefState>(
+          r.id(), r.epoch(), r.type_name(), [weak](std::uint64_t id, std::uint64_t epoch) {
+            if (auto ex = weak.lock()) {
+              ex->live_refs_--;
+              ex->enqueue(release_job(id, epoch));
+            }
+          })));
+      break;
+    }
+    case Value::Kind::list:
+      for (auto& x : v.as_list())
+        adopt_refs(x);
+      break;
+    case Value::Kind::dict:
+      for (auto& [k, x] : v.as_dict())
+        adopt_refs(x);
+      break;
+    default: break;
+  }
+}
+
+void ProcessExecutor::on_reply(Child& c, std::uint64_t id, AnyReply&& reply) {
+  if (!c.job || c.job_id != id)
+    return;  // a reply for a request we already failed
+  Job job = std::move(*c.job);
+  c.job.reset();
+  { AnyRequest spent = std::move(job.request); }  // Refs in it release before the reply
+  c.state = Child::State::ready;
+  c.calls++;
+  consecutive_crashes_ = 0;
+  auto now = clock::now();
+  stats_.timing(job.type, c.sent - job.enqueued, now - c.sent);
+  if (auto* v = std::get_if<Expected<Value>>(&reply)) {
+    if (v->has_value())
+      adopt_refs(**v);
+  } else {
+    for (auto& r : std::get<BatchReply>(reply).results)
+      if (r.has_value())
+        adopt_refs(*r);
+  }
+  if (c.deadline.expired(now))
+    detail::mark_late(stats_, job, reply);
+  detail::reply_to(stats_, job, std::move(reply));
+  // Recycling: between calls, never during one.
+  std::string cause;
+  if (config_.runtime.max_calls > 0 && c.calls >= config_.runtime.max_calls)
+    cause = "max_calls";
+  else if (config_.runtime.max_memory > 0 && rss_of(c.pid) > config_.runtime.max_memory)
+    cause = "max_memory";
+  if (!cause.empty()) {
+    count_restart(cause);
+    retire(c);
+  }
+}
+
+// Reads what a child sent; false when it is gone.
+bool ProcessExecutor::service(Child& c) {
+  bool alive = c.reader.fill(c.fd);
+  while (auto body = c.reader.next()) {
+    auto f = wire::decode(body->data(), body->size());
+    if (!f)
+      return false;  // corrupt: treat as a crash
+    if (f->kind == wire::FrameKind::ready) {
+      if (f->error) {
+        startup_error_ = f->error.to_string();
+        return false;
+      }
+      if (c.state == Child::State::starting)
+        c.state = Child::State::ready;
+    } else if (f->kind == wire::FrameKind::reply && f->reply) {
+      if (f->denials > c.denials) {
+        denials_ += f->denials - c.denials;
+        c.denials = f->denials;
+      }
+      on_reply(c, f->id, std::move(*f->reply));
+    }
+  }
+  return alive && !c.reader.corrupt();
+}
+
+} // namespace gk::detail

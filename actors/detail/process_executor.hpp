@@ -1,0 +1,103 @@
+#pragma once
+
+// Internal to actors/: the process executor's class (start_process_executor);
+// its members are defined in actors/process_executor.cpp and
+// actors/detail/process_dispatch.cpp.
+
+#include "actors/executor.hpp"
+#include "actors/detail/stats_collector.hpp"
+#include "actors/detail/worker_child.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace gk::detail {
+
+class ProcessExecutor final : public Executor, public std::enable_shared_from_this<ProcessExecutor> {
+public:
+  ProcessExecutor(const Config& config, std::string worker);
+  ~ProcessExecutor() override;
+
+  Error start();
+  void submit(Job job, SubmitKey) override { enqueue(std::move(job)); }
+  void enqueue(Job job);
+  Stats stats() const override;
+  std::uint64_t capability_denials() const override { return denials_.load(); }
+  ShutdownReport shutdown(std::chrono::nanoseconds grace) override;
+
+  /// Live children's pids (for tests and diagnostics).
+  std::vector<int> child_pids() const;
+
+private:
+  using clock = std::chrono::steady_clock;
+
+  void wake();
+
+  // -- the supervisor thread (process_executor.cpp) -----------------------
+
+  void supervise(std::promise<Error> started);
+  Error spawn_child();
+  void publish_pids();
+  void count_restart(const std::string& cause);
+  void crashed(const std::string& what);
+  void fail_job(Child& c, Error e);
+  void child_died(Child& c);
+  void hard_kill(Child& c);
+  std::string describe_grace() const;
+  void replenish();
+  void loop();
+  void stop_all();
+
+  // -- traffic with the children (process_dispatch.cpp) -----------------------
+
+  void remember_module(const AnyRequest& r);
+  Child* child_for_epoch(std::uint64_t epoch);
+  void dispatch();
+  void adopt_refs(Value& v);
+  void on_reply(Child& c, std::uint64_t id, AnyReply&& reply);
+  bool service(Child& c);
+
+  Config config_;
+  std::string worker_;
+  std::size_t workers_;
+  int wake_fd_ = -1;
+  std::thread supervisor_;
+
+  mutable std::mutex mutex_;
+  std::deque<Job> queue_;
+  bool stopping_ = false;
+  std::chrono::nanoseconds shutdown_grace_{0};
+  clock::time_point degraded_until_{};
+  std::string degraded_reason_;
+  std::map<std::string, std::uint64_t> restarts_;
+  std::vector<int> pids_;
+
+  // Supervisor thread only.
+  std::vector<Child> children_;
+  std::uint64_t next_epoch_ = (std::uint64_t{1} << 32) + static_cast<std::uint64_t>(getpid()) * 100000;
+  std::uint64_t next_request_id_ = 0;
+  std::deque<clock::time_point> crash_times_;
+  int consecutive_crashes_ = 0;
+  clock::time_point next_spawn_{};
+  std::string startup_error_;
+  std::set<std::string> modules_seen_;
+
+  std::atomic<std::uint64_t> live_refs_{0};
+  std::atomic<std::uint64_t> denials_{0};  // summed over every child, dead ones too
+  detail::StatsCollector stats_;
+  std::once_flag shutdown_once_;
+  ShutdownReport report_;
+};
+
+} // namespace gk::detail

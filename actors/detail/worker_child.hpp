@@ -1,0 +1,61 @@
+#pragma once
+
+// Internal to actors/: one worker child process of the process executor: its
+// state, and starting, awaiting, retiring and reaping it.
+
+#include "actors/executor.hpp"
+#include "actors/wire.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <sys/types.h>
+
+namespace gk::detail {
+
+// How long a child may take to start its interpreter.
+constexpr auto kStartTimeout = std::chrono::seconds(30);
+
+struct Child {
+  using clock = std::chrono::steady_clock;
+
+  pid_t pid = -1;
+  int fd = -1;
+  std::uint64_t epoch = 0;
+  // dying: SIGKILLed, waiting to be reaped (without blocking the loop).
+  enum class State { starting, ready, busy, retiring, dying } state = State::starting;
+  wire::FrameReader reader;
+  clock::time_point started;
+  clock::time_point retire_by;
+  std::uint64_t calls = 0;
+  std::uint64_t denials = 0;  // capability denials it reported
+  // The request it runs (busy only).
+  std::optional<Job> job;
+  std::uint64_t job_id = 0;
+  clock::time_point sent;
+  /// The job's deadline once sent (Job::run_deadline).
+  Deadline deadline;
+};
+
+/// Starts the program `worker` as a child (posix_spawn, in its own process
+/// group, its end of a socketpair on fd 3); sets `c.pid` and `c.fd`.
+Error spawn_child_process(const std::string& worker, Child& c);
+
+/// Blocks until a fresh child says ready (used only at start-up).
+Error wait_ready(Child& c);
+
+/// Kills (when asked) and reaps a child; returns its wait status.
+int reap(Child& c, bool kill_first);
+
+/// Asks a child to exit (between calls); it is killed if still alive after
+/// a grace period.
+void retire(Child& c);
+
+/// "killed by signal 9 (SIGKILL)", "exited with status 1", ...
+std::string describe_status(int status);
+
+/// A process's resident memory, in bytes (0 when it cannot be read).
+std::uint64_t rss_of(pid_t pid);
+
+} // namespace gk::detail

@@ -1,0 +1,25 @@
+#pragma once
+
+// Getting a job ready, for `run` and `check`: loading its file, starting its
+// runtime, checking that each stage's callable resolves.
+
+#include "gilkeeper/gilkeeper.hpp"
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+namespace gk::cli {
+
+// Loads a job and checks what the config layer does not: that it has stages
+// and uses only what `run` supports. Prints the problem and returns false.
+bool load_job(const std::string& path, Config& job);
+
+// Starts a runtime for a job; prints why it could not.
+std::unique_ptr<Runtime> start_runtime(const Config& job);
+
+// Checks every stage; prints one line per stage (only the failures unless
+// `print_ok`) on `out`. True when all resolve.
+bool check_stages(Runtime& rt, const Config& job, std::FILE* out, bool print_ok);
+
+} // namespace gk::cli
