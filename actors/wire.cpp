@@ -4,6 +4,7 @@
 #include <caf/binary_deserializer.hpp>
 #include <caf/binary_serializer.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <poll.h>
@@ -253,12 +254,31 @@ std::optional<std::vector<char>> read_frame(int fd) {
 }
 
 bool FrameReader::fill(int fd) {
-  char chunk[65536];
+  constexpr std::size_t kRead = 1 << 16;
+  // Keep what next() has not returned yet at the front, with room behind it.
+  if (start_ == end_) {
+    start_ = end_ = 0;
+  } else if (start_ > 0 && capacity_ - end_ < kRead) {
+    std::memmove(data_.get(), data_.get() + start_, end_ - start_);
+    end_ -= start_;
+    start_ = 0;
+  }
   for (;;) {
-    ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (capacity_ - end_ < kRead) {
+      std::size_t grown = std::max(capacity_ * 2, end_ + kRead);
+      std::unique_ptr<char[]> bigger(new char[grown]);
+      if (end_ > start_)
+        std::memcpy(bigger.get(), data_.get() + start_, end_ - start_);
+      end_ -= start_;
+      start_ = 0;
+      data_ = std::move(bigger);
+      capacity_ = grown;
+    }
+    std::size_t room = capacity_ - end_;
+    ssize_t n = ::read(fd, data_.get() + end_, room);
     if (n > 0) {
-      buf_.insert(buf_.end(), chunk, chunk + n);
-      if (static_cast<std::size_t>(n) < sizeof chunk)
+      end_ += static_cast<std::size_t>(n);
+      if (static_cast<std::size_t>(n) < room)
         return true;
       continue;
     }
@@ -270,11 +290,11 @@ bool FrameReader::fill(int fd) {
   }
 }
 
-std::optional<std::vector<char>> FrameReader::next() {
-  std::size_t avail = buf_.size() - start_;
+std::optional<std::string_view> FrameReader::next() {
+  std::size_t avail = end_ - start_;
   if (avail < 4)
     return std::nullopt;
-  auto* p = reinterpret_cast<const unsigned char*>(buf_.data() + start_);
+  auto* p = reinterpret_cast<const unsigned char*>(data_.get() + start_);
   std::uint32_t n = p[0] | (p[1] << 8) | (p[2] << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
   if (n > kMaxFrame) {
     corrupt_ = true;
@@ -282,16 +302,8 @@ std::optional<std::vector<char>> FrameReader::next() {
   }
   if (avail < 4 + static_cast<std::size_t>(n))
     return std::nullopt;
-  std::vector<char> body(buf_.begin() + static_cast<long>(start_ + 4),
-                         buf_.begin() + static_cast<long>(start_ + 4 + n));
+  std::string_view body(data_.get() + start_ + 4, n);
   start_ += 4 + n;
-  if (start_ == buf_.size()) {
-    buf_.clear();
-    start_ = 0;
-  } else if (start_ > (1u << 20)) {
-    buf_.erase(buf_.begin(), buf_.begin() + static_cast<long>(start_));
-    start_ = 0;
-  }
   return body;
 }
 

@@ -14,6 +14,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <memory>
+#include <string_view>
 #include <vector>
 
 namespace gk::wire {
@@ -82,17 +84,21 @@ std::optional<std::vector<char>> read_frame(int fd);
 /// Accumulates bytes from a non-blocking fd and yields whole frame bodies.
 class FrameReader {
 public:
-  /// Reads what is available. Returns false on EOF or a hard error (then
-  /// the peer is gone), true otherwise.
+  /// Reads what is available, straight into the buffer frames are decoded
+  /// from. Returns false on EOF or a hard error (then the peer is gone),
+  /// true otherwise.
   bool fill(int fd);
-  /// The next complete frame body, if any.
-  std::optional<std::vector<char>> next();
+  /// The next complete frame body, if any: a view into the buffer, valid
+  /// until the next fill() (no copy of the frame).
+  std::optional<std::string_view> next();
   /// True when the stream announced a frame larger than kMaxFrame.
   bool corrupt() const noexcept { return corrupt_; }
 
 private:
-  std::vector<char> buf_;
-  std::size_t start_ = 0;
+  std::unique_ptr<char[]> data_;
+  std::size_t capacity_ = 0;
+  std::size_t start_ = 0;  // first byte not yet returned by next()
+  std::size_t end_ = 0;    // one past the last byte read
   bool corrupt_ = false;
 };
 

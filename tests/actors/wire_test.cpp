@@ -177,3 +177,48 @@ TEST_CASE("frames cross a socketpair whole, large ones included", "[wire]") {
   CHECK_FALSE(wire::read_frame(sv[1]).has_value());  // EOF
   close(sv[1]);
 }
+
+TEST_CASE("the host's frame reader decodes many, split and large frames in place", "[wire]") {
+  int sv[2];
+  REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  // 200 small replies, one of 3 MiB (the buffer grows), then 200 small ones,
+  // written in odd-sized pieces so that frames straddle reads.
+  std::vector<char> stream;
+  std::string big(3 << 20, 'y');
+  for (std::uint64_t i = 0; i < 401; ++i) {
+    Value v = i == 200 ? Value(Bytes{big}) : Value(static_cast<std::int64_t>(i));
+    auto frame = wire::encode_reply(i, AnyReply(Expected<Value>(v)));
+    stream.insert(stream.end(), frame.begin(), frame.end());
+  }
+  std::thread writer([&] {
+    std::size_t at = 0, piece = 1;
+    while (at < stream.size()) {
+      std::size_t n = std::min(piece, stream.size() - at);
+      CHECK(wire::write_all(sv[0], stream.data() + at, n));
+      at += n;
+      piece = piece * 7 % 100003 + 1;
+    }
+    close(sv[0]);
+  });
+  wire::FrameReader reader;
+  std::uint64_t expect = 0;
+  bool alive = true;
+  while (alive) {
+    alive = reader.fill(sv[1]);
+    while (auto body = reader.next()) {
+      auto f = wire::decode(body->data(), body->size());
+      REQUIRE(f.has_value());
+      REQUIRE(f->id == expect);
+      auto& v = std::get<Expected<Value>>(*f->reply).value();
+      if (expect == 200)
+        CHECK(v.as_bytes().data == big);
+      else
+        CHECK(v.as_int() == static_cast<std::int64_t>(expect));
+      ++expect;
+    }
+  }
+  writer.join();
+  CHECK(expect == 401);
+  CHECK_FALSE(reader.corrupt());
+  close(sv[1]);
+}
