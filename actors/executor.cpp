@@ -7,6 +7,7 @@
 #include "interop/interpreter.hpp"
 
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <fstream>
 #include <future>
@@ -380,6 +381,8 @@ private:
         wd_wake_ = wd_deadline_.when();
       } else {
         auto wedge_at = wd_deadline_.when() + grace_;
+        if (now >= wedge_at && options_.exit_when_stuck)
+          std::_Exit(kStuckExitStatus);  // the host reaps and replaces this process
         if (now >= wedge_at) {
           wd_wedged_ = true;
           // Set while the stuck call is still armed (disarm clears it under

@@ -165,7 +165,16 @@ struct ThreadExecutorOptions {
   /// releases them with `release` requests; dropping the local copy (after
   /// sending it) must not release the object.
   bool host_owned_refs = false;
+  /// True in a worker process: a call still running `grace` after its own
+  /// deadline (native code that ignores interrupts) ends the process with
+  /// kStuckExitStatus instead of wedging it, so that a call stuck inside a
+  /// batch is cut off at its own hard deadline, not at the batch's bound.
+  bool exit_when_stuck = false;
 };
+
+/// The exit status of a worker process that ended itself because a call
+/// was stuck past its deadline and grace period (see exit_when_stuck).
+inline constexpr int kStuckExitStatus = 86;
 
 /// Starts the thread executor: a dedicated thread initialises Python
 /// (becoming Python's main thread) and serves jobs in order. Fails when the

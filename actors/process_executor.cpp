@@ -240,6 +240,18 @@ void ProcessExecutor::child_died(Child& c) {
     crashed("a worker failed to start: " + why);
     return;
   }
+  if (WIFEXITED(status) && WEXITSTATUS(status) == kStuckExitStatus) {
+    // The worker cut off a call stuck in native code at its own hard
+    // deadline (inside a batch the host only knows the batch's bound): a
+    // hard deadline, not a crash.
+    auto label = c.job ? c.job->label : std::string("?");
+    if (c.job)
+      stats_.missed(c.job->type, DeadlinePhase::hard);
+    fail_job(c, Error::deadline(DeadlinePhase::hard, label + ": a call was still running " + describe_grace()
+                                                         + " after its deadline: its worker process ended itself"));
+    count_restart("hard_deadline");
+    return;
+  }
   if (c.job) {
     e.message = c.job->label + ": " + e.message;
     e.where = c.job->label;

@@ -74,9 +74,12 @@ Config config_from_setup(const WorkerSetup& s) {
     c.runtime.interrupt_signal.reset();
   else
     c.runtime.interrupt_signal = s.interrupt_signal;
-  // The host kills a worker `grace` after a deadline; the worker must not
-  // declare itself wedged first.
-  c.timeouts.grace = std::chrono::nanoseconds(s.grace_ns) + std::chrono::hours(24);
+  // The host kills a worker `grace` after the deadline of the request it
+  // sent; a call inside a batch has a deadline of its own that only the
+  // worker knows, and the worker ends itself (exit_when_stuck) 100 ms after
+  // the host would have killed it for that call, so the host's kill comes
+  // first whenever the host knows the deadline.
+  c.timeouts.grace = std::chrono::nanoseconds(s.grace_ns) + std::chrono::milliseconds(100);
   c.runtime.shutdown_grace = std::chrono::nanoseconds(s.shutdown_grace_ns);
   c.runtime.limits = s.limits;
   c.capabilities = s.capabilities;

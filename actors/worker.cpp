@@ -80,6 +80,7 @@ int run_worker(int fd, int parent) {
   ThreadExecutorOptions options;
   options.epoch = setup.epoch;
   options.host_owned_refs = true;
+  options.exit_when_stuck = true;
   auto executor = start_thread_executor(config, options);
   if (!executor) {
     auto f = wire::encode_ready(executor.error(), getpid());

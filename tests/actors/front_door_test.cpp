@@ -207,3 +207,45 @@ TEST_CASE("a host's own actor system: the runtime adds no scheduler of its own",
   self->request(echo, caf::infinite, 41).receive([](int v) { CHECK(v == 42); }, [](const caf::error&) { FAIL(); });
   caf::anon_send_exit(echo, caf::exit_reason::user_shutdown);
 }
+
+TEST_CASE("process isolation: a record stuck in native code inside a batch is cut off at its own hard deadline",
+          "[actors][front_door][deadline][process][pipeline]") {
+  Runtime rt(test::test_config("[runtime]\nisolation = \"process\"\n[timeouts]\ngrace = \"300ms\"\n"));
+  Pipeline p(rt, {Stage::python("spin", "gk_testmod:spin_native_if_7").with_timeout(Timeout::after(200ms))});
+  std::mutex m;
+  std::vector<std::uint64_t> order;
+  std::vector<Failure> failures;
+  p.on_output([&](Output&& o) {
+    std::lock_guard<std::mutex> g(m);
+    CHECK(o.value.as_int() == static_cast<std::int64_t>(o.id) * 2);
+    order.push_back(o.id);
+  });
+  p.on_failure([&](Failure&& f) {
+    std::lock_guard<std::mutex> g(m);
+    order.push_back(f.id);
+    failures.push_back(std::move(f));
+  });
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<PipelineRecord> records(60);
+  for (std::uint64_t i = 0; i < records.size(); ++i) {
+    records[i].id = i;
+    records[i].value = Value(static_cast<std::int64_t>(i));
+  }
+  REQUIRE(p.push(records) == 60);  // one run: the records travel in a batch
+  p.close();
+  auto report = p.wait();
+  double seconds = test::ms_since(t0) / 1000;
+  CHECK(report.ok == 59);
+  REQUIRE(failures.size() == 1);
+  CHECK(failures[0].id == 7);
+  CHECK(failures[0].error.code == ErrorCode::deadline_exceeded);
+  CHECK(failures[0].error.phase == DeadlinePhase::hard);
+  REQUIRE(order.size() == 60);
+  for (std::uint64_t i = 0; i < 60; ++i)
+    CHECK(order[i] == i);
+  // Cut off at its own deadline + grace (twice: in its batch, then alone),
+  // not at the batch's bound (60 x 200 ms).
+  CHECK(seconds < 5.0);
+  auto s = rt.stats();
+  CHECK(s.restarts >= 1);
+}

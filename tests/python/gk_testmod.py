@@ -286,3 +286,10 @@ def loop_if_13(x):
     while x == 13:
         pass
     return x * 2
+
+
+def spin_native_if_7(x):
+    """Spins in C (holding the GIL, deaf to interrupts) on 7."""
+    if x == 7:
+        spin_native(30)
+    return x * 2
