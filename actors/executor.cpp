@@ -286,10 +286,12 @@ private:
     // One clock read per call: the time after a call is the time before the
     // next one.
     auto now = clock::now();
+    std::string label;  // "call <target>", made again only when the target changes
     for (std::size_t i = 0; i < b.calls.size(); ++i) {
       auto& c = b.calls[i];
       if (per_call) {
-        std::string label = "call " + c.target;
+        if (label.size() != c.target.size() + 5 || label.compare(5, std::string::npos, c.target) != 0)
+          label = "call " + c.target;
         if (job.deadline.expired(now) || c.deadline.expired(now)) {
           stats_.missed(job.type, DeadlinePhase::queued);
           out.results.emplace_back(deadline_error(ReplySlot::queued, label));

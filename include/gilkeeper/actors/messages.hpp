@@ -148,15 +148,31 @@ typename Inspector::result_type inspect(Inspector& f, Error& x) {
            }));
 }
 
+// An Expected travels as a flag and then only the side it holds (no copy of
+// the value while saving, nothing for the other side).
 template <class Inspector, class T>
 typename Inspector::result_type inspect(Inspector& f, Expected<T>& x) {
-  bool ok = x.has_value();
-  T value = ok ? *x : T{};
-  Error error = ok ? Error{} : x.error();
-  return f(caf::meta::type_name("Expected"), ok, value, error, caf::meta::load_callback([&]() -> caf::error {
-             x = ok ? Expected<T>(std::move(value)) : Expected<T>(std::move(error));
-             return caf::none;
-           }));
+  auto name = caf::meta::type_name("Expected");
+  if constexpr (Inspector::writes_state) {
+    bool ok = false;
+    if (auto err = f(name, ok))
+      return err;
+    if (ok) {
+      T value{};
+      auto err = f(value);
+      x = Expected<T>(std::move(value));
+      return err;
+    }
+    Error error;
+    auto err = f(error);
+    x = Expected<T>(std::move(error));
+    return err;
+  } else {
+    bool ok = x.has_value();
+    if (ok)
+      return f(name, ok, *x);
+    return f(name, ok, const_cast<Error&>(x.error()));
+  }
 }
 
 template <class Inspector>
