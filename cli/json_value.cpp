@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <limits>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace gk::cli {
@@ -49,10 +50,30 @@ std::string parser_message(const std::string& what) {
   return "not JSON: " + m;
 }
 
+// True when some key appears twice. Records are small: for a few keys,
+// comparing pairs beats hashing.
+bool has_duplicate_keys(const Dict& d) {
+  if (d.size() < 2)
+    return false;
+  if (d.size() > 16) {
+    std::unordered_set<std::string_view> seen;
+    seen.reserve(d.size());
+    for (auto& kv : d)
+      if (!seen.insert(kv.first).second)
+        return true;
+    return false;
+  }
+  for (std::size_t i = 1; i < d.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (d[i].first == d[j].first)
+        return true;
+  return false;
+}
+
 // Python's json.loads keeps the last of duplicate keys (at the position of
 // the first); do the same.
 void drop_duplicate_keys(Dict& d) {
-  if (d.size() < 2)
+  if (!has_duplicate_keys(d))
     return;
   bool any = false;
   std::unordered_map<std::string_view, std::size_t> first;
@@ -262,15 +283,24 @@ struct Path {
 
 void append_escaped(std::string& out, const std::string& text) {
   // Text with bytes past ASCII takes nlohmann's path, which checks UTF-8
-  // (and replaces what is not); plain ASCII is escaped here.
-  for (unsigned char c : text)
+  // (and replaces what is not); plain ASCII is escaped here, copying the
+  // runs between escapes whole.
+  static const char hex[] = "0123456789abcdef";
+  const auto start = out.size();
+  out += '"';
+  const char* run = text.data();
+  const char* end = text.data() + text.size();
+  for (const char* p = run; p != end; ++p) {
+    auto c = static_cast<unsigned char>(*p);
+    if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80)
+      continue;
     if (c >= 0x80) {
+      out.resize(start);
       out += dump_line(Json(text));
       return;
     }
-  static const char hex[] = "0123456789abcdef";
-  out += '"';
-  for (unsigned char c : text) {
+    out.append(run, p);
+    run = p + 1;
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -280,15 +310,12 @@ void append_escaped(std::string& out, const std::string& text) {
       case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
       default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out += hex[c >> 4];
-          out += hex[c & 15];
-        } else {
-          out += static_cast<char>(c);
-        }
+        out += "\\u00";
+        out += hex[c >> 4];
+        out += hex[c & 15];
     }
   }
+  out.append(run, end);
   out += '"';
 }
 
@@ -335,9 +362,17 @@ Error encode_impl(const Value& v, std::string& out, const Path& path, int depth)
       return {};
     }
     case Value::Kind::dict: {
+      auto& d = v.as_dict();
+      if (has_duplicate_keys(d)) {
+        // Made in C++ (Python dicts cannot): the last value wins at the
+        // first key's position, as in a JSON document.
+        Dict unique = d;
+        drop_duplicate_keys(unique);
+        return encode_impl(Value(std::move(unique)), out, path, depth);
+      }
       out += '{';
       bool first = true;
-      for (auto& [k, item] : v.as_dict()) {
+      for (auto& [k, item] : d) {
         if (!first)
           out += ',';
         first = false;
@@ -384,6 +419,7 @@ bool from_dom(simdjson::dom::element e, Value& out, int depth) {
     case simdjson::dom::element_type::ARRAY: {
       List l;
       simdjson::dom::array array = e.get_array().value_unsafe();
+      l.reserve(array.size());
       for (auto item : array) {
         l.emplace_back();
         if (!from_dom(item, l.back(), depth + 1))
@@ -395,6 +431,7 @@ bool from_dom(simdjson::dom::element e, Value& out, int depth) {
     case simdjson::dom::element_type::OBJECT: {
       Dict d;
       simdjson::dom::object object = e.get_object().value_unsafe();
+      d.reserve(object.size());
       for (auto field : object) {
         d.emplace_back();
         d.back().first.assign(field.key.data(), field.key.size());
