@@ -46,6 +46,26 @@ std::vector<std::string> new_threads(const std::map<std::string, std::string>& b
   return names;
 }
 
+// What a pipeline of a doubling stage emitted: ids in emission order, the
+// failures, and each output checked to be its id doubled.
+struct Doubled {
+  std::mutex m;
+  std::vector<std::uint64_t> order;
+  std::vector<Failure> failures;
+  explicit Doubled(Pipeline& p) {
+    p.on_output([this](Output&& o) {
+      std::lock_guard<std::mutex> g(m);
+      CHECK(o.value.as_int() == static_cast<std::int64_t>(o.id) * 2);
+      order.push_back(o.id);
+    });
+    p.on_failure([this](Failure&& f) {
+      std::lock_guard<std::mutex> g(m);
+      order.push_back(f.id);
+      failures.push_back(std::move(f));
+    });
+  }
+};
+
 } // namespace
 
 TEST_CASE("every entry point reaches the executor through the front door, counted per message type",
@@ -99,25 +119,13 @@ TEST_CASE("one record of 100 that loops forever alone fails (soft) in an automat
           "[actors][front_door][deadline][pipeline]") {
   Runtime rt(test::test_config());
   Pipeline p(rt, {Stage::python("double", "gk_testmod:loop_if_13").with_timeout(Timeout::after(300ms))});
-  std::mutex m;
-  std::vector<std::uint64_t> order;
-  std::vector<Failure> failures;
-  std::size_t largest_batch = 0;
-  p.on_output([&](Output&& o) {
-    std::lock_guard<std::mutex> g(m);
-    CHECK(o.value.as_int() == static_cast<std::int64_t>(o.id) * 2);
-    order.push_back(o.id);
-  });
-  p.on_failure([&](Failure&& f) {
-    std::lock_guard<std::mutex> g(m);
-    order.push_back(f.id);
-    failures.push_back(std::move(f));
-  });
+  Doubled out(p);
+  auto& order = out.order;
+  auto& failures = out.failures;
   for (std::uint64_t i = 0; i < 100; ++i)
     REQUIRE(p.push(i, Value(static_cast<std::int64_t>(i))));
   p.close();
   auto report = p.wait();
-  (void)largest_batch;
   CHECK(report.ok == 99);
   REQUIRE(failures.size() == 1);
   CHECK(failures[0].id == 13);
@@ -212,19 +220,9 @@ TEST_CASE("process isolation: a record stuck in native code inside a batch is cu
           "[actors][front_door][deadline][process][pipeline]") {
   Runtime rt(test::test_config("[runtime]\nisolation = \"process\"\n[timeouts]\ngrace = \"300ms\"\n"));
   Pipeline p(rt, {Stage::python("spin", "gk_testmod:spin_native_if_7").with_timeout(Timeout::after(200ms))});
-  std::mutex m;
-  std::vector<std::uint64_t> order;
-  std::vector<Failure> failures;
-  p.on_output([&](Output&& o) {
-    std::lock_guard<std::mutex> g(m);
-    CHECK(o.value.as_int() == static_cast<std::int64_t>(o.id) * 2);
-    order.push_back(o.id);
-  });
-  p.on_failure([&](Failure&& f) {
-    std::lock_guard<std::mutex> g(m);
-    order.push_back(f.id);
-    failures.push_back(std::move(f));
-  });
+  Doubled out(p);
+  auto& order = out.order;
+  auto& failures = out.failures;
   auto t0 = std::chrono::steady_clock::now();
   std::vector<PipelineRecord> records(60);
   for (std::uint64_t i = 0; i < records.size(); ++i) {
