@@ -4,6 +4,10 @@
 
 namespace gk {
 
+namespace {
+constexpr std::chrono::seconds kIdleHorizon{1};
+}
+
 bool ReplySlot::complete(AnyReply&& reply) {
   if (claim() < 0)
     return false;
@@ -80,8 +84,11 @@ void DeadlineWatch::run() {
   std::unique_lock<std::mutex> lk(m_);
   while (!stop_) {
     if (entries_.empty()) {
-      wake_ = clock::time_point::max();
-      cv_.wait(lk);
+      // Idle: look again a second from now. A request whose deadline is
+      // later than that needs no wake-up (the common case: no notify and no
+      // thread switch per request); an earlier one notifies.
+      wake_ = clock::now() + kIdleHorizon;
+      cv_.wait_until(lk, wake_);
       continue;
     }
     auto now = clock::now();

@@ -42,14 +42,13 @@ std::string label_of(const AnyRequest& request, const std::string& target) {
           if (r.self)
             return kind + " <" + r.self.type_name() + ">" + (r.target.empty() ? "" : "." + r.target);
         } else if constexpr (std::is_same_v<T, BatchRequest>) {
-          // A pipeline's batch calls one target: name it, as for one call.
-          bool one_target = !r.calls.empty() && !r.calls.front().self;
-          for (auto& c : r.calls)
-            one_target = one_target && !c.self && c.target == r.calls.front().target;
-          if (!one_target)
-            return kind + " of " + std::to_string(r.calls.size());
-          std::string label = "call " + r.calls.front().target;
-          return r.calls.size() == 1 ? label : label + " (batch of " + std::to_string(r.calls.size()) + ")";
+          // Named by its first call (O(1): no scan of a large batch).
+          std::string label = kind + " of " + std::to_string(r.calls.size());
+          if (r.calls.empty())
+            return label;
+          auto& first = r.calls.front();
+          std::string call = first.self ? "call <" + first.self.type_name() + ">." + first.target : "call " + first.target;
+          return r.calls.size() == 1 ? call : label + " (first: " + call + ")";
         }
         return target.empty() ? kind : kind + " " + target;
       },
