@@ -143,7 +143,7 @@ void ProcessExecutor::supervise(std::promise<Error> started) {
     auto& c = children_.back();
     first = wait_ready(c);
     if (first)
-      reap(c, true);
+      reap(c);
   }
   if (first) {
     started.set_value(first);
@@ -224,7 +224,7 @@ void ProcessExecutor::fail_job(Child& c, Error e) {
 void ProcessExecutor::child_died(Child& c) {
   bool was_starting = c.state == Child::State::starting;
   bool retiring = c.state == Child::State::retiring;
-  int status = reap(c, false);
+  int status = reap(c);
   std::string how = describe_status(status);
   if (retiring)
     return;
@@ -369,9 +369,9 @@ void ProcessExecutor::loop() {
           && now >= c.deadline.when() + config_.timeouts.grace)
         hard_kill(c);
       else if (c.state == Child::State::retiring && now >= c.retire_by)
-        reap(c, true);
+        reap(c);
       else if (c.state == Child::State::starting && now >= c.started + kStartTimeout) {
-        reap(c, true);
+        reap(c);
         count_restart("failed_start");
         crashed("a worker did not start within 30s");
       }
@@ -439,7 +439,7 @@ void ProcessExecutor::stop_all() {
     if (now >= deadline) {
       for (auto& c : children_)
         if (c.pid > 0) {
-          reap(c, true);
+          reap(c);
           fail_job(c, Error(ErrorCode::runtime_stopped, "the runtime stopped while the call ran"));
         }
       break;

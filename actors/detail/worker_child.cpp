@@ -136,14 +136,13 @@ Error wait_ready(Child& c) {
   return Error();
 }
 
-int reap(Child& c, bool kill_first) {
+int reap(Child& c) {
   int status = 0;
   if (c.pid > 0) {
     // The whole process group, before reaping its leader (whose pid could
     // be reused once reaped). A child that closed its socket is already
     // exiting: the signal does not change its exit status.
     ::kill(-c.pid, SIGKILL);
-    (void)kill_first;
     while (waitpid(c.pid, &status, 0) < 0 && errno == EINTR) {
     }
     c.pid = -1;

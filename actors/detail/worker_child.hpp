@@ -45,8 +45,8 @@ Error spawn_child_process(const std::string& worker, Child& c);
 /// Blocks until a fresh child says ready (used only at start-up).
 Error wait_ready(Child& c);
 
-/// Kills (when asked) and reaps a child; returns its wait status.
-int reap(Child& c, bool kill_first);
+/// Kills a child's process group and reaps it; returns its wait status.
+int reap(Child& c);
 
 /// Asks a child to exit (between calls); it is killed if still alive after
 /// a grace period.
