@@ -282,6 +282,13 @@ private:
     BatchReply out;
     out.results.reserve(b.calls.size());
     const bool per_call = b.call_timeout.count() > 0;
+    if (per_call) {
+      // The watchdog's verdict on a call stuck in native code keeps the
+      // results of the calls before it (see watch()).
+      std::lock_guard<std::mutex> g(wd_mutex_);
+      wd_batch_ = &out;
+      wd_batch_size_ = b.calls.size();
+    }
     interp_->begin_batch();
     // One clock read per call: the time after a call is the time before the
     // next one.
@@ -303,14 +310,21 @@ private:
         interp_->begin_request(seq, label, d);
         auto r = interp_->run(c);
         interp_->end_request();
-        disarm();
         now = clock::now();
         if (d.expired(now)) {
           stats_.missed(job.type, DeadlinePhase::soft);
           if (r.has_value())
             r = deadline_error(ReplySlot::running, label);
         }
-        out.results.push_back(std::move(r));
+        {
+          std::lock_guard<std::mutex> g(wd_mutex_);
+          out.results.push_back(std::move(r));
+        }
+        disarm();
+        // Answered already (the wedge's verdict, or the caller gave up):
+        // the calls left were reported as not run, so they must not run.
+        if (job.slot && job.slot->state() == ReplySlot::done)
+          break;
         continue;
       }
       Deadline d = job.deadline.min(c.deadline);
@@ -326,11 +340,20 @@ private:
       out.results.push_back(std::move(r));
     }
     interp_->end_batch();
+    if (per_call) {
+      std::lock_guard<std::mutex> g(wd_mutex_);
+      wd_batch_ = nullptr;
+    }
     return out;
   }
 
   Error wedged_error(const std::string& label) {
     std::lock_guard<std::mutex> g(wd_mutex_);
+    return wedged_error_locked(label);
+  }
+
+  // PRECONDITION: wd_mutex_ held.
+  Error wedged_error_locked(const std::string& label) const {
     return Error(ErrorCode::wedged,
                  label + ": the runtime is wedged: " + wd_label_
                      + " is stuck (in native code or ignoring interrupts) past its deadline "
@@ -393,13 +416,28 @@ private:
           wedged_count_.fetch_add(1);
           auto running = wd_slot_;
           auto label = wd_label_;
+          Error stuck = Error::deadline(DeadlinePhase::soft, label + " is stuck past its deadline and grace period "
+                                                                     "(native code that ignores interrupts); the "
+                                                                     "runtime is wedged until it returns");
+          // In a batch: the calls before the stuck one keep their results,
+          // the ones after it are reported as not run.
+          std::optional<BatchReply> partial;
+          if (wd_batch_) {
+            partial.emplace();
+            partial->results = wd_batch_->results;
+            partial->results.emplace_back(stuck);
+            while (partial->results.size() < wd_batch_size_)
+              partial->results.emplace_back(wedged_error_locked("not run"));
+          }
           lk.unlock();
           // The runtime's verdict on the stuck call: its caller (a pipeline
           // waits for the verdict) hears now, not when native code returns.
-          if (running)
-            running->complete(Expected<Value>(Error::deadline(
-                DeadlinePhase::soft, label + " is stuck past its deadline and grace period (native code that "
-                                             "ignores interrupts); the runtime is wedged until it returns")));
+          if (running) {
+            if (partial)
+              running->complete(std::move(*partial));
+            else
+              running->complete(Expected<Value>(std::move(stuck)));
+          }
           fail_stranded();
           lk.lock();
           continue;
@@ -507,6 +545,9 @@ private:
   Deadline wd_deadline_;
   std::string wd_label_;
   std::shared_ptr<ReplySlot> wd_slot_;
+  // The batch being run call by call (per-call deadlines), for the wedge.
+  const BatchReply* wd_batch_ = nullptr;
+  std::size_t wd_batch_size_ = 0;
   bool wd_interrupted_ = false;
   bool wd_wedged_ = false;
   bool wd_stop_ = false;

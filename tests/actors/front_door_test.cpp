@@ -14,6 +14,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <thread>
 
 using namespace gk;
 using namespace std::chrono_literals;
@@ -246,4 +247,44 @@ TEST_CASE("process isolation: a record stuck in native code inside a batch is cu
   CHECK(seconds < 5.0);
   auto s = rt.stats();
   CHECK(s.restarts >= 1);
+}
+
+TEST_CASE("thread isolation: a record stuck in native code in a batch keeps its neighbours' results that finished",
+          "[actors][front_door][deadline][pipeline]") {
+  Runtime rt(test::test_config("[timeouts]\ngrace = \"200ms\"\n"));
+  Pipeline p(rt, {Stage::python("spin", "gk_testmod:spin_native_briefly_if_3").with_timeout(Timeout::after(100ms))});
+  Doubled out(p);
+  std::vector<PipelineRecord> records(10);
+  for (std::uint64_t i = 0; i < records.size(); ++i) {
+    records[i].id = i;
+    records[i].value = Value(static_cast<std::int64_t>(i));
+  }
+  REQUIRE(p.push(records) == 10);  // one run: one batch
+  p.close();
+  auto report = p.wait();
+  // 0, 1, 2 ran before the stuck call: their results stand.
+  CHECK(report.ok == 3);
+  REQUIRE(out.failures.size() == 7);
+  CHECK(out.failures[0].id == 3);
+  CHECK(out.failures[0].error.code == ErrorCode::deadline_exceeded);
+  CHECK(out.failures[0].error.message.find("stuck") != std::string::npos);
+  for (std::size_t i = 1; i < out.failures.size(); ++i) {
+    CHECK(out.failures[i].id == 3 + i);
+    CHECK(out.failures[i].error.code == ErrorCode::wedged);
+  }
+  REQUIRE(out.order.size() == 10);
+  for (std::uint64_t i = 0; i < 10; ++i)
+    CHECK(out.order[i] == i);
+  // The records reported as not run did not run: once the C code returns
+  // (the runtime recovers by itself), no later call of that batch was made.
+  auto until = std::chrono::steady_clock::now() + 10s;
+  while (rt.stats().wedged && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(10ms);
+  REQUIRE_FALSE(rt.stats().wedged);
+  auto ran = rt.call("gk_testmod:get_events", {}, {}, RequestOptions::with_deadline(Deadline::after(5s)));
+  REQUIRE(ran.has_value());
+  std::vector<std::string> names;
+  for (auto& e : ran->as_list())
+    names.push_back(e.as_string());
+  CHECK(names == std::vector<std::string>{"ran 0", "ran 1", "ran 2", "ran 3"});
 }

@@ -293,3 +293,11 @@ def spin_native_if_7(x):
     if x == 7:
         spin_native(30)
     return x * 2
+
+
+def spin_native_briefly_if_3(x):
+    """Spins in C for a second (deaf to interrupts) on 3; records each x."""
+    events.append("ran %d" % x)
+    if x == 3:
+        spin_native(1.0)
+    return x * 2
