@@ -1,5 +1,8 @@
 #pragma once
 
+#include <chrono>
+#include <thread>
+
 // Reading /proc for tests: children of this process and zombies.
 
 #include <dirent.h>
@@ -50,6 +53,20 @@ inline int count_zombies(const std::vector<ProcInfo>& ps) {
   int n = 0;
   for (auto& p : ps)
     n += p.state == 'Z';
+  return n;
+}
+
+/// The zombies among this process's children once a reap cycle had its
+/// chance: a child that exits is a zombie until the supervisor reaps it, a
+/// moment later, so a zombie counts only if it is still there after
+/// `within`. Returns as soon as there is none.
+inline int zombies_after_reap(std::chrono::milliseconds within = std::chrono::milliseconds(1000)) {
+  auto until = std::chrono::steady_clock::now() + within;
+  int n = count_zombies(children_of_self());
+  while (n > 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    n = count_zombies(children_of_self());
+  }
   return n;
 }
 

@@ -206,7 +206,7 @@ TEST_CASE("a module that crashes at import makes the runtime degraded without sp
   REQUIRE_FALSE(r.has_value());
   CHECK(r.error().code == ErrorCode::degraded);
   CHECK(test::ms_since(t1) < 100);
-  CHECK(test::count_zombies(test::children_of_self()) == 0);
+  CHECK(test::zombies_after_reap() == 0);
 }
 
 TEST_CASE("shutdown stops and reaps every worker within its bound", "[process][shutdown]") {
