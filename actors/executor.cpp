@@ -77,26 +77,11 @@ public:
   void submit(Job job, SubmitKey) override { enqueue(std::move(job)); }
 
   void enqueue(Job job) {
-    bool counted = job.slot != nullptr;
-    if (counted)
-      stats_.received(job.type);
-    Error reject;
-    {
-      std::lock_guard<std::mutex> lk(mutex_);
-      if (stopping_) {
-        reject = Error(ErrorCode::runtime_stopped, job.label + ": the runtime is stopped");
-      } else if (wedged_.load(std::memory_order_acquire) && counted) {
-        reject = wedged_error(job.label);
-      } else {
-        job.enqueued = clock::now();
-        queue_.push_back(std::move(job));
-      }
-    }
-    if (!reject) {
+    bool queued = detail::admit(stats_, mutex_, stopping_, queue_, std::move(job), [&](const std::string& label) {
+      return wedged_.load(std::memory_order_acquire) ? wedged_error(label) : Error();
+    });
+    if (queued)
       cv_.notify_one();
-      return;
-    }
-    detail::refuse(stats_, job, std::move(reject));
   }
 
   Stats stats() const override {

@@ -59,26 +59,11 @@ Error ProcessExecutor::start() {
 }
 
 void ProcessExecutor::enqueue(Job job) {
-  bool counted = job.slot != nullptr;
-  if (counted)
-    stats_.received(job.type);
-  Error reject;
-  {
-    std::lock_guard<std::mutex> lk(mutex_);
-    if (stopping_) {
-      reject = Error(ErrorCode::runtime_stopped, job.label + ": the runtime is stopped");
-    } else if (counted && clock::now() < degraded_until_) {
-      reject = Error(ErrorCode::degraded, job.label + ": " + degraded_reason_);
-    } else {
-      job.enqueued = clock::now();
-      queue_.push_back(std::move(job));
-    }
-  }
-  if (!reject) {
+  bool queued = detail::admit(stats_, mutex_, stopping_, queue_, std::move(job), [&](const std::string& label) {
+    return clock::now() < degraded_until_ ? Error(ErrorCode::degraded, label + ": " + degraded_reason_) : Error();
+  });
+  if (queued)
     wake();
-    return;
-  }
-  detail::refuse(stats_, job, std::move(reject));
 }
 
 Stats ProcessExecutor::stats() const {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <deque>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -98,6 +99,34 @@ inline void reply_to(StatsCollector& stats, Job& job, AnyReply&& reply) {
 /// error and completes its slot, if it has one.
 inline void refuse(StatsCollector& stats, Job& job, Error error) {
   reply_to(stats, job, Expected<Value>(std::move(error)));
+}
+
+/// Takes a job into an executor's queue, the same way for both executors:
+/// counts it (a request with a caller), refuses it when the executor is
+/// `stopping` or when `refusal(label)` (called under `m`, for requests with
+/// a caller) returns an error, else stamps and queues it. True when queued:
+/// the executor then wakes its thread.
+template <class Refusal>
+bool admit(StatsCollector& stats, std::mutex& m, const bool& stopping, std::deque<Job>& queue, Job&& job,
+           Refusal&& refusal) {
+  bool counted = job.slot != nullptr;
+  if (counted)
+    stats.received(job.type);
+  Error reject;
+  {
+    std::lock_guard<std::mutex> lk(m);
+    if (stopping)
+      reject = Error(ErrorCode::runtime_stopped, job.label + ": the runtime is stopped");
+    else if (counted)
+      reject = refusal(job.label);
+    if (!reject) {
+      job.enqueued = StatsCollector::clock::now();
+      queue.push_back(std::move(job));
+      return true;
+    }
+  }
+  refuse(stats, job, std::move(reject));
+  return false;
 }
 
 } // namespace gk::detail
