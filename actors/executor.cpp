@@ -281,6 +281,11 @@ private:
     std::string label;  // "call <target>", made again only when the target changes
     for (std::size_t i = 0; i < b.calls.size(); ++i) {
       auto& c = b.calls[i];
+      if (stopping_flag_.load(std::memory_order_acquire)) {
+        // Shutting down: the calls left do not start.
+        out.results.emplace_back(Error(ErrorCode::runtime_stopped, "call " + c.target + ": the runtime stopped before it ran"));
+        continue;
+      }
       if (per_call) {
         if (label.size() != c.target.size() + 5 || label.compare(5, std::string::npos, c.target) != 0)
           label = "call " + c.target;
