@@ -237,3 +237,29 @@ TEST_CASE("shutdown is quick and finalizes when calls are queued behind a runnin
     CHECK(r.error().code == ErrorCode::runtime_stopped);
   }
 }
+
+TEST_CASE("shutdown during a batch interrupts the running call and starts none of the calls left",
+          "[runtime][shutdown][batch]") {
+  using namespace std::chrono_literals;
+  auto rt = std::make_unique<Runtime>(test::test_config("[runtime]\nshutdown_grace = \"200ms\"\n"));
+  std::vector<CallRequest> calls(5, CallRequest{"gk_testmod:sleep_for", {1.5}});
+  Expected<std::vector<Expected<Value>>> got = Error(ErrorCode::internal, "no reply");
+  std::thread caller([&] { got = rt->batch(calls, RequestOptions::with_deadline(Deadline::after(30s))); });
+  // Wait until the first call is running.
+  auto until = std::chrono::steady_clock::now() + 5s;
+  while (rt->stats().queued > 0 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(5ms);
+  std::this_thread::sleep_for(50ms);
+  auto t0 = std::chrono::steady_clock::now();
+  auto report = rt->shutdown();
+  caller.join();
+  // Not 5 x 1.5 s: the running sleep was interrupted, the others never started.
+  CHECK(test::ms_since(t0) < 1000);
+  CHECK(report.finalized);
+  REQUIRE(got.has_value());
+  REQUIRE(got->size() == 5);
+  for (auto& r : *got) {
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().code == ErrorCode::runtime_stopped);
+  }
+}
