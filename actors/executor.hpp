@@ -12,11 +12,13 @@
 ///   `gilkeeper.DeadlineExceeded`); a reply produced after the deadline is a
 ///   `deadline_exceeded` (phase `soft`);
 /// - stuck in native code: `grace` after the deadline the executor reports
-///   itself wedged and fails queued and new requests fast until the call
-///   returns.
-/// The caller is told at its deadline by whoever waits on the slot (the
-/// synchronous API or the PyRuntime actor's timer), independently of the
-/// executor.
+///   itself wedged, answers the stuck request (for a batch: the calls before
+///   it with their results, those after it as not run) and fails queued and
+///   new requests fast until the call returns; in a worker process
+///   (`exit_when_stuck`) the process ends itself instead.
+/// The caller is told at its deadline by the runtime's DeadlineWatch,
+/// independently of the executor. Only PyRuntime::submit reaches an
+/// executor (SubmitKey).
 
 #include "gilkeeper/config/config.hpp"
 #include "gilkeeper/interop/request.hpp"
