@@ -100,6 +100,12 @@ void DeadlineWatch::run() {
     }
     Entry e = std::move(first->second);
     entries_.erase(first);
+    if (e.patience == Patience::queue && e.slot->state() == ReplySlot::running) {
+      lk.unlock();
+      e = Entry{};  // not under the lock: the slot's last reference may go here
+      lk.lock();
+      continue;
+    }
     if (!e.extended && e.slot->state() == ReplySlot::running) {
       // Give the interrupted request a moment to answer with where it was.
       auto wait = e.patience == Patience::prompt ? std::chrono::nanoseconds(kInterruptedReplyWait) : verdict_wait_;

@@ -34,8 +34,10 @@
 namespace gk {
 
 /// How long a caller waits past its deadline for a running request's own
-/// reply (see DeadlineWatch).
-enum class Patience : std::uint8_t { prompt, verdict };
+/// reply (see DeadlineWatch). `queue`: the deadline bounds only the wait in
+/// the queue; once running, the request is answered by the runtime alone
+/// (a batch whose calls have deadlines of their own).
+enum class Patience : std::uint8_t { prompt, verdict, queue };
 
 /// How long `Patience::prompt` waits for a running request's interrupted
 /// reply. A soft interrupt takes about 0.2 ms, so this keeps the caller

@@ -104,8 +104,13 @@ void PyRuntime::submit(AnyRequest request, std::shared_ptr<ReplySlot> slot, cons
   job.label = label_of(request, target);
   submitted_[request.index()].fetch_add(1, std::memory_order_relaxed);
   job.request = std::move(request);
-  if (slot && watch_ && job.deadline.is_finite())
-    watch_->watch(slot, job.deadline, job.label, options.patience);
+  if (slot && watch_ && job.deadline.is_finite()) {
+    // A batch whose calls have deadlines of their own: its deadline is a
+    // queue budget, and once running the calls' deadlines govern.
+    auto* b = std::get_if<BatchRequest>(&job.request);
+    bool per_call = b && b->call_timeout.count() > 0;
+    watch_->watch(slot, job.deadline, job.label, per_call ? Patience::queue : options.patience);
+  }
   job.slot = std::move(slot);
   executor_->submit(std::move(job), SubmitKey{});
 }

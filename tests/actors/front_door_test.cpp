@@ -288,3 +288,29 @@ TEST_CASE("thread isolation: a record stuck in native code in a batch keeps its 
     names.push_back(e.as_string());
   CHECK(names == std::vector<std::string>{"ran 0", "ran 1", "ran 2", "ran 3"});
 }
+
+TEST_CASE("a stage's queue budget fails the records that waited too long, not the one that ran long",
+          "[actors][front_door][deadline][pipeline]") {
+  Runtime rt(test::test_config("[timeouts]\ngrace = \"100ms\"\n"));
+  Pipeline p(rt, {Stage::python("nap", "gk_testmod:sleep_if_0")
+                      .with_timeout(Timeout::after(5s))
+                      .with_queue_budget(Timeout::after(100ms))});
+  Doubled out(p);
+  std::vector<PipelineRecord> records(4);
+  for (std::uint64_t i = 0; i < records.size(); ++i) {
+    records[i].id = i;
+    records[i].value = Value(static_cast<std::int64_t>(i));
+  }
+  REQUIRE(p.push(records) == 4);  // one batch: record 0 first, 0.6 s long
+  p.close();
+  auto report = p.wait();
+  // Record 0 ran within its own timeout: its result stands, although the
+  // batch ran well past the queue budget plus the grace period.
+  CHECK(report.ok == 1);
+  REQUIRE(out.failures.size() == 3);
+  for (auto& f : out.failures) {
+    CHECK(f.id > 0);
+    CHECK(f.error.code == ErrorCode::deadline_exceeded);
+    CHECK(f.error.phase == DeadlinePhase::queued);
+  }
+}

@@ -301,3 +301,10 @@ def spin_native_briefly_if_3(x):
     if x == 3:
         spin_native(1.0)
     return x * 2
+
+
+def sleep_if_0(x):
+    """Sleeps 0.6 s on 0."""
+    if x == 0:
+        time.sleep(0.6)
+    return x * 2
