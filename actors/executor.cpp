@@ -301,7 +301,7 @@ private:
         auto r = interp_->run(c);
         interp_->end_request();
         now = clock::now();
-        stopped_by_shutdown(r, d, now, label);
+        stopped_by_shutdown(r, d, now, c.target);
         if (d.expired(now)) {
           stats_.missed(job.type, DeadlinePhase::soft);
           if (r.has_value())
@@ -326,7 +326,7 @@ private:
       auto r = interp_->run(c);
       if (d.is_finite())
         now = clock::now();
-      stopped_by_shutdown(r, d, now, "call " + c.target);
+      stopped_by_shutdown(r, d, now, c.target);
       if (d.expired(now) && r.has_value())
         r = deadline_error(ReplySlot::running, "batch[" + std::to_string(i) + "] " + c.target);
       out.results.push_back(std::move(r));
@@ -340,10 +340,10 @@ private:
   }
 
   // A call of a batch interrupted by shutdown, not by its deadline, says so.
-  void stopped_by_shutdown(Expected<Value>& r, const Deadline& d, clock::time_point now, const std::string& label) {
+  void stopped_by_shutdown(Expected<Value>& r, const Deadline& d, clock::time_point now, const std::string& target) {
     if (!r && r.error().code == ErrorCode::deadline_exceeded && !d.expired(now)
         && stopping_flag_.load(std::memory_order_acquire))
-      r = Error(ErrorCode::runtime_stopped, label + ": interrupted because the runtime is stopping");
+      r = Error(ErrorCode::runtime_stopped, "call " + target + ": interrupted because the runtime is stopping");
   }
 
   Error wedged_error(const std::string& label) {
