@@ -199,15 +199,9 @@ private:
       finish(job, Expected<Value>(Error(ErrorCode::runtime_stopped, job.label + ": the runtime stopped before it ran")));
       return;
     }
-    if (job.slot && !job.slot->start()) {
-      // The caller was told at its deadline while the job waited.
-      stats_.missed(job.type, DeadlinePhase::queued);
-      stats_.error(job.type);
-      return;
-    }
-    if (job.deadline.expired(now)) {
-      stats_.missed(job.type, DeadlinePhase::queued);
-      finish(job, Expected<Value>(deadline_error(ReplySlot::queued, job.label)));
+    if (Error expired; !detail::may_start(stats_, job, now, expired)) {
+      if (expired)
+        finish(job, Expected<Value>(std::move(expired)));
       return;
     }
     if (!have_gil) {

@@ -138,14 +138,9 @@ void ProcessExecutor::dispatch() {
         continue;
       }
     }
-    if (job.slot && !job.slot->start()) {
-      stats_.missed(job.type, DeadlinePhase::queued);
-      stats_.error(job.type);
-      continue;
-    }
-    if (job.deadline.expired(now)) {
-      stats_.missed(job.type, DeadlinePhase::queued);
-      failed.emplace_back(std::move(job), deadline_error(ReplySlot::queued, job.label));
+    if (Error expired; !detail::may_start(stats_, job, now, expired)) {
+      if (expired)
+        failed.emplace_back(std::move(job), std::move(expired));
       continue;
     }
     remember_module(job.request);

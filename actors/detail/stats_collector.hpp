@@ -101,6 +101,24 @@ inline void refuse(StatsCollector& stats, Job& job, Error error) {
   reply_to(stats, job, Expected<Value>(std::move(error)));
 }
 
+/// The queue's last word on a job about to start, the same for both
+/// executors: false when it must not run, because its caller was already
+/// told at its deadline (counted here), or because its deadline passed while
+/// it waited (then `expired` is the error to answer it with).
+inline bool may_start(StatsCollector& stats, Job& job, StatsCollector::clock::time_point now, Error& expired) {
+  if (job.slot && !job.slot->start()) {
+    stats.missed(job.type, DeadlinePhase::queued);
+    stats.error(job.type);
+    return false;
+  }
+  if (job.deadline.expired(now)) {
+    stats.missed(job.type, DeadlinePhase::queued);
+    expired = deadline_error(ReplySlot::queued, job.label);
+    return false;
+  }
+  return true;
+}
+
 /// Takes a job into an executor's queue, the same way for both executors:
 /// counts it (a request with a caller), refuses it when the executor is
 /// `stopping` or when `refusal(label)` (called under `m`, for requests with
