@@ -44,9 +44,11 @@ std::unordered_map<std::uint64_t, HandleTable::Entry> HandleTable::clear() {
 }
 
 Ref make_ref(PyObject* o, const RefContext& refs) {
-  auto id = refs.table->add(o, refs.origin);
+  static const std::string none;
+  auto id = refs.table->add(o, refs.origin ? *refs.origin : none);
   auto epoch = refs.table->epoch();
-  return Ref(std::make_shared<const RefState>(id, epoch, type_name(o), refs.release));
+  return Ref(std::make_shared<const RefState>(id, epoch, type_name(o),
+                                             refs.release ? *refs.release : std::function<void(std::uint64_t, std::uint64_t)>()));
 }
 
 // -- names --------------------------------------------------------------------

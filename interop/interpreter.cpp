@@ -99,7 +99,7 @@ struct Interpreter::Impl {
   std::shared_ptr<detail::CapabilityPolicy> policy;
 
   detail::RefContext refs() {
-    return detail::RefContext{&table, options.release_ref, origin};
+    return detail::RefContext{&table, &options.release_ref, &origin};
   }
 
   // Converts a call's result: a Ref when asked, else a Value.

@@ -77,10 +77,12 @@ private:
 };
 
 /// Everything conversion needs to make and resolve Refs.
+/// What a conversion needs to make and resolve Refs. Borrows from the
+/// interpreter (made per request: no copies on the per-call path).
 struct RefContext {
   HandleTable* table = nullptr;
-  std::function<void(std::uint64_t, std::uint64_t)> release;
-  std::string origin;
+  const std::function<void(std::uint64_t, std::uint64_t)>* release = nullptr;
+  const std::string* origin = nullptr;
 };
 
 /// Value -> new reference. On failure returns null and sets `err` (a
