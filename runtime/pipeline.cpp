@@ -28,8 +28,13 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-// Records of a Python stage sent together when batch_size is automatic.
+// Records of a Python stage sent together when batch_size is automatic: at
+// most this many, and about as many as take kAutoBatchTime to run (by the
+// stage's recent time per record), so that slow records travel in small
+// batches (workers share the load evenly, a batch's results come back
+// soon) and cheap ones in large batches (one hand-off for many).
 constexpr std::size_t kAutoBatchCap = 128;
+constexpr double kAutoBatchTimeUs = 2000;
 
 using detail::Event;
 using detail::PipelineSlot;
@@ -88,6 +93,7 @@ struct Pipeline::Impl {
   std::uint64_t next_dispatch = 0;
   std::uint64_t emitted_now = 0;  // emitted, not yet told to the pushers
   std::vector<LatencyHistogram> latencies;
+  std::vector<double> per_record_us;  // recent time per record of each stage (µs)
   clock::time_point started = clock::now();
   const bool process_isolation;
 
@@ -112,6 +118,7 @@ struct Pipeline::Impl {
     waiting.resize(stages.size());
     busy.resize(stages.size());
     latencies.resize(stages.size());
+    per_record_us.resize(stages.size());
     report.stages.resize(stages.size());
     for (std::size_t i = 0; i < stages.size(); ++i)
       report.stages[i].name = stages[i].name;
@@ -216,6 +223,11 @@ struct Pipeline::Impl {
     auto latency = clock::now() - d.sent;
     for (std::size_t i = 0; i < d.seqs.size(); ++i)
       latencies[d.stage].add(latency);
+    if (d.batch && !d.seqs.empty()) {
+      double per_record = std::chrono::duration<double, std::micro>(latency).count() / static_cast<double>(d.seqs.size());
+      auto& avg = per_record_us[d.stage];
+      avg = avg == 0 ? per_record : 0.8 * avg + 0.2 * per_record;
+    }
     auto* one = std::get_if<Expected<Value>>(&reply);
     if (one && d.batch) {
       Error e = one->has_value() ? Error(ErrorCode::internal, "batch reply without results") : one->error();
@@ -332,6 +344,8 @@ struct Pipeline::Impl {
           // Whatever is ready, shared among the free slots, up to the cap;
           // never waiting for more. Records to be sent alone stay alone.
           std::size_t cap = st.batch_size > 0 ? static_cast<std::size_t>(st.batch_size) : kAutoBatchCap;
+          if (st.batch_size == 0 && per_record_us[s] > 0)
+            cap = std::clamp<std::size_t>(static_cast<std::size_t>(kAutoBatchTimeUs / per_record_us[s]), 1, cap);
           auto free_slots = static_cast<std::size_t>(st.parallelism - busy[s]);
           n = std::min(cap, (w.size() + free_slots - 1) / free_slots);
           std::size_t k = 1;

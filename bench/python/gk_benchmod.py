@@ -60,3 +60,11 @@ def sleep_long():
 # loop, the peers and the gilkeeper job.
 def plus_one(x):
     return x + 1
+
+
+def burn(x):
+    """About a millisecond of pure-Python CPU work, then x."""
+    s = 0
+    for i in range(20000):
+        s += i * i
+    return x
