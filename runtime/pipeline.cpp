@@ -73,6 +73,8 @@ struct Pipeline::Impl {
     // only this record's own outcome may count against it.
     bool solo = false;
     bool ok = false;
+    // Failed before the pipeline (PipelineRecord::failed): no stage is named.
+    bool rejected = false;
     State state = State::live;
   };
   struct Dispatch {
@@ -166,7 +168,7 @@ struct Pipeline::Impl {
       if (r.error.code == ErrorCode::deadline_exceeded)
         report.deadline_misses[to_string(r.error.phase)]++;
       if (failure_sink)
-        failure_sink(Failure{r.id, std::move(r.input), r.total_attempts > 0 ? stages[r.stage].name : std::string(),
+        failure_sink(Failure{r.id, std::move(r.input), r.rejected ? std::string() : stages[r.stage].name,
                              std::move(r.error), r.total_attempts});
     }
   }
@@ -415,8 +417,10 @@ struct Pipeline::Impl {
     }
     auto seq = base_ + records_.size();
     records_.push_back(std::move(r));
-    if (in.failed)
+    if (in.failed) {
+      at(seq).rejected = true;
       fail(seq, std::move(*in.failed));
+    }
     else
       waiting[0].push_back(seq);
   }

@@ -255,8 +255,10 @@ TEST_CASE("stop lets records in flight finish or fail within the grace, and ever
   CHECK(report.stopped);
   CHECK(static_cast<int>(report.pushed) == accepted.load());
   CHECK(c.outputs.size() + c.failures.size() == static_cast<std::size_t>(accepted.load()));
-  for (auto& f : c.failures)
+  for (auto& f : c.failures) {
     CHECK((f.error.code == ErrorCode::runtime_stopped || f.error.code == ErrorCode::deadline_exceeded));
+    CHECK(f.stage == "nap");  // named, whether it ran or waited for the stage
+  }
   CHECK_FALSE(p.push(99999, Value(0)));
 }
 
