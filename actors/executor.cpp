@@ -76,6 +76,8 @@ public:
 
   void submit(Job job, SubmitKey) override { enqueue(std::move(job)); }
 
+private:
+  // Also the way of a Ref's release, from inside this executor.
   void enqueue(Job job) {
     bool queued = detail::admit(stats_, mutex_, stopping_, queue_, std::move(job), [&](const std::string& label) {
       return wedged_.load(std::memory_order_acquire) ? wedged_error(label) : Error();
@@ -84,6 +86,7 @@ public:
       cv_.notify_one();
   }
 
+public:
   Stats stats() const override {
     Stats s;
     s.types = stats_.snapshot();
@@ -229,18 +232,10 @@ private:
     auto ended = clock::now();
     stats_.timing(job.type, started - job.enqueued, ended - started);
 
-    if (stopping_flag_.load(std::memory_order_acquire) && !deadline.expired(ended)) {
-      // Interrupted by shutdown, not by its deadline.
-      auto* v = std::get_if<Expected<Value>>(&reply);
-      if (v && !v->has_value() && v->error().code == ErrorCode::deadline_exceeded) {
-        Error e = v->error();
-        e.code = ErrorCode::runtime_stopped;
-        e.phase = DeadlinePhase::none;
-        e.message = job.label + ": interrupted because the runtime is stopping";
-        reply = Expected<Value>(std::move(e));
-      }
-    } else if (deadline.expired(ended)) {
+    if (deadline.expired(ended)) {
       detail::mark_late(stats_, job, reply);
+    } else if (auto* v = std::get_if<Expected<Value>>(&reply)) {
+      stopped_by_shutdown(*v, deadline, ended, "", job.label);
     }
     finish(job, std::move(reply));
   }
@@ -295,7 +290,7 @@ private:
         auto r = interp_->run(c);
         interp_->end_request();
         now = clock::now();
-        stopped_by_shutdown(r, d, now, c.target);
+        stopped_by_shutdown(r, d, now, "call ", c.target);
         if (d.expired(now)) {
           stats_.missed(job.type, DeadlinePhase::soft);
           if (r.has_value())
@@ -320,7 +315,7 @@ private:
       auto r = interp_->run(c);
       if (d.is_finite())
         now = clock::now();
-      stopped_by_shutdown(r, d, now, c.target);
+      stopped_by_shutdown(r, d, now, "call ", c.target);
       if (d.expired(now) && r.has_value())
         r = deadline_error(ReplySlot::running, "batch[" + std::to_string(i) + "] " + c.target);
       out.results.push_back(std::move(r));
@@ -333,11 +328,19 @@ private:
     return out;
   }
 
-  // A call of a batch interrupted by shutdown, not by its deadline, says so.
-  void stopped_by_shutdown(Expected<Value>& r, const Deadline& d, clock::time_point now, const std::string& target) {
-    if (!r && r.error().code == ErrorCode::deadline_exceeded && !d.expired(now)
-        && stopping_flag_.load(std::memory_order_acquire))
-      r = Error(ErrorCode::runtime_stopped, "call " + target + ": interrupted because the runtime is stopping");
+  // A request or a batch's call interrupted by shutdown, not by its deadline,
+  // says so, keeping the Python type and traceback of where it was. Its label
+  // is `prefix + name`, made only when it applies.
+  void stopped_by_shutdown(Expected<Value>& r, const Deadline& d, clock::time_point now, const char* prefix,
+                           const std::string& name) {
+    if (r || r.error().code != ErrorCode::deadline_exceeded || d.expired(now)
+        || !stopping_flag_.load(std::memory_order_acquire))
+      return;
+    Error e = r.error();
+    e.code = ErrorCode::runtime_stopped;
+    e.phase = DeadlinePhase::none;
+    e.message = prefix + name + ": interrupted because the runtime is stopping";
+    r = std::move(e);
   }
 
   Error wedged_error(const std::string& label) {

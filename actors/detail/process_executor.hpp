@@ -31,7 +31,6 @@ public:
 
   Error start();
   void submit(Job job, SubmitKey) override { enqueue(std::move(job)); }
-  void enqueue(Job job);
   Stats stats() const override;
   std::uint64_t capability_denials() const override { return denials_.load(); }
   ShutdownReport shutdown(std::chrono::nanoseconds grace) override;
@@ -41,6 +40,8 @@ public:
 
 private:
   using clock = std::chrono::steady_clock;
+  // Also the way of a Ref's release, from inside this executor.
+  void enqueue(Job job);
 
   void wake();
 
