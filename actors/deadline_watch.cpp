@@ -56,6 +56,21 @@ void DeadlineWatch::forget(ReplySlot& slot) {
   entries_.erase(Key{slot.watch_at_, slot.watch_key_});
 }
 
+void DeadlineWatch::settle(ReplySlot& slot) {
+  std::string label;
+  {
+    std::lock_guard<std::mutex> g(m_);
+    auto it = entries_.find(Key{slot.watch_at_, slot.watch_key_});
+    if (it == entries_.end())
+      return;  // answered, or being answered by the watch's thread
+    label = std::move(it->second.label);
+    entries_.erase(it);
+  }
+  int before = slot.claim();
+  if (before >= 0)
+    slot.deliver(Expected<Value>(deadline_error(before, label)));
+}
+
 std::size_t DeadlineWatch::watched() const {
   std::lock_guard<std::mutex> g(m_);
   return entries_.size();

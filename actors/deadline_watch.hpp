@@ -62,6 +62,11 @@ public:
              Patience patience);
   /// Stops watching a slot (its reply was delivered). Cheap when not watched.
   void forget(ReplySlot& slot);
+  /// For a caller that waits with `Patience::prompt` and woke at its
+  /// deadline plus kInterruptedReplyWait: answers the slot now, by the same
+  /// rule as the watch's thread, when nothing answered it yet. The caller is
+  /// then told without waiting for the watch's thread to be scheduled.
+  void settle(ReplySlot& slot);
   /// Requests being watched now.
   std::size_t watched() const;
   /// Stops the thread; slots still watched are left to their executor

@@ -12,9 +12,18 @@ namespace {
 // A plain thread waits on this for its one reply.
 class SyncSlot final : public ReplySlot {
 public:
-  AnyReply wait() {
+  /// Waits for the one reply. With a watch: at the deadline plus the prompt
+  /// patience, settles the deadline from this thread (the watch's rule) so
+  /// that a stuck request's caller is told without another thread's wake-up.
+  AnyReply wait(const Deadline& deadline, DeadlineWatch* watch) {
     std::unique_lock<std::mutex> lk(m_);
-    cv_.wait(lk, [&] { return reply_.has_value(); });
+    auto ready = [&] { return reply_.has_value(); };
+    if (watch && deadline.is_finite() && !cv_.wait_until(lk, deadline.when() + kInterruptedReplyWait, ready)) {
+      lk.unlock();
+      watch->settle(*this);
+      lk.lock();
+    }
+    cv_.wait(lk, ready);
     return std::move(*reply_);
   }
 
@@ -86,7 +95,7 @@ PyRuntime::~PyRuntime() {
     watch_->stop();
 }
 
-void PyRuntime::submit(AnyRequest request, std::shared_ptr<ReplySlot> slot, const SubmitOptions& options) {
+Deadline PyRuntime::submit(AnyRequest request, std::shared_ptr<ReplySlot> slot, const SubmitOptions& options) {
   Job job;
   std::string target = target_of(request);
   std::visit(
@@ -112,13 +121,19 @@ void PyRuntime::submit(AnyRequest request, std::shared_ptr<ReplySlot> slot, cons
     watch_->watch(slot, job.deadline, job.label, per_call ? Patience::queue : options.patience);
   }
   job.slot = std::move(slot);
+  Deadline deadline = job.deadline;
   executor_->submit(std::move(job), SubmitKey{});
+  return deadline;
 }
 
 AnyReply PyRuntime::ask(AnyRequest request, const SubmitOptions& options) {
   auto slot = std::make_shared<SyncSlot>();
-  submit(std::move(request), slot, options);
-  return slot->wait();
+  // The caller settles its own deadline only where the watch would answer
+  // promptly (not a batch whose calls have deadlines of their own).
+  auto* b = std::get_if<BatchRequest>(&request);
+  bool settles = options.patience == Patience::prompt && !(b && b->call_timeout.count() > 0);
+  Deadline deadline = submit(std::move(request), slot, options);
+  return slot->wait(deadline, settles ? watch_.get() : nullptr);
 }
 
 Stats PyRuntime::stats() const {

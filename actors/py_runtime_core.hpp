@@ -57,7 +57,8 @@ public:
   /// request, watches the caller's deadline and queues the request. The
   /// slot gets exactly one reply (at once when the runtime is stopped,
   /// wedged or degraded).
-  void submit(AnyRequest request, std::shared_ptr<ReplySlot> slot, const SubmitOptions& options = {});
+  /// Returns the request's resolved deadline.
+  Deadline submit(AnyRequest request, std::shared_ptr<ReplySlot> slot, const SubmitOptions& options = {});
   /// Submits and waits for the one reply (at the latest at the deadline plus
   /// the patience). For plain threads: blocks the calling thread.
   AnyReply ask(AnyRequest request, const SubmitOptions& options = {});
