@@ -1,5 +1,6 @@
 #include "actors/deadline_watch.hpp"
 
+#include <algorithm>
 #include <pthread.h>
 
 namespace gk {
@@ -41,14 +42,52 @@ void DeadlineWatch::watch(const std::shared_ptr<ReplySlot>& slot, const Deadline
   bool wake = false;
   {
     std::lock_guard<std::mutex> g(m_);
-    Key key{deadline.when(), ++next_key_};
+    Key key{deadline.is_finite() ? deadline.when() : clock::time_point::max(), ++next_key_};
     slot->watch_key_ = key.second;
     slot->watch_at_ = key.first;
-    entries_.emplace(key, Entry{slot, label, patience, false});
+    entries_.emplace(key, Entry{slot, label, patience, false, false});
     wake = key.first < wake_;
   }
   if (wake)
     cv_.notify_one();
+}
+
+bool DeadlineWatch::cancel(ReplySlot& slot) {
+  std::string label;
+  bool wake = false, queued = false;
+  {
+    std::lock_guard<std::mutex> g(m_);
+    auto it = entries_.find(Key{slot.watch_at_, slot.watch_key_});
+    if (it == entries_.end())
+      return false;
+    if (slot.state() == ReplySlot::queued) {
+      queued = true;
+      label = std::move(it->second.label);
+      entries_.erase(it);
+    } else {
+      // Running: its interrupted reply (with the Python type and traceback)
+      // usually comes first; if not, the caller is told here.
+      Entry e = std::move(it->second);
+      entries_.erase(it);
+      e.cancelled = true;
+      e.extended = true;
+      Key key{clock::now() + kInterruptedReplyWait, ++next_key_};
+      slot.watch_key_ = key.second;
+      slot.watch_at_ = key.first;
+      entries_.emplace(key, std::move(e));
+      wake = key.first < wake_;
+    }
+  }
+  if (wake)
+    cv_.notify_one();
+  if (queued) {
+    // If it started meanwhile, the executor sees cancel_requested() and
+    // interrupts it; its reply is then dropped.
+    int before = slot.claim();
+    if (before >= 0)
+      slot.deliver(Expected<Value>(cancelled_error(before, label)));
+  }
+  return true;
 }
 
 void DeadlineWatch::forget(ReplySlot& slot) {
@@ -58,17 +97,19 @@ void DeadlineWatch::forget(ReplySlot& slot) {
 
 void DeadlineWatch::settle(ReplySlot& slot) {
   std::string label;
+  bool cancelled = false;
   {
     std::lock_guard<std::mutex> g(m_);
     auto it = entries_.find(Key{slot.watch_at_, slot.watch_key_});
     if (it == entries_.end())
       return;  // answered, or being answered by the watch's thread
     label = std::move(it->second.label);
+    cancelled = it->second.cancelled;
     entries_.erase(it);
   }
   int before = slot.claim();
   if (before >= 0)
-    slot.deliver(Expected<Value>(deadline_error(before, label)));
+    slot.deliver(Expected<Value>(cancelled ? cancelled_error(before, label) : deadline_error(before, label)));
 }
 
 std::size_t DeadlineWatch::watched() const {
@@ -109,13 +150,14 @@ void DeadlineWatch::run() {
     auto now = clock::now();
     auto first = entries_.begin();
     if (first->first.first > now) {
-      wake_ = first->first.first;
+      // Slots without a deadline (watched for cancel() only) sort last.
+      wake_ = std::min(first->first.first, now + kIdleHorizon);
       cv_.wait_until(lk, wake_);
       continue;
     }
     Entry e = std::move(first->second);
     entries_.erase(first);
-    if (e.patience == Patience::queue && e.slot->state() == ReplySlot::running) {
+    if (e.patience == Patience::queue && !e.cancelled && e.slot->state() == ReplySlot::running) {
       lk.unlock();
       e = Entry{};  // not under the lock: the slot's last reference may go here
       lk.lock();
@@ -134,7 +176,7 @@ void DeadlineWatch::run() {
     lk.unlock();
     int before = e.slot->claim();
     if (before >= 0)
-      e.slot->deliver(Expected<Value>(deadline_error(before, e.label)));
+      e.slot->deliver(Expected<Value>(e.cancelled ? cancelled_error(before, e.label) : deadline_error(before, e.label)));
     e = Entry{};  // the slot's last reference may go here: not under the lock
     lk.lock();
   }

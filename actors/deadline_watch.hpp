@@ -56,10 +56,17 @@ public:
   DeadlineWatch& operator=(const DeadlineWatch&) = delete;
 
   /// Answers `slot` with `deadline_exceeded` (naming `label`) if it is not
-  /// completed by `deadline` (plus the patience for a running request).
-  /// PRECONDITION: `deadline` is finite; the slot is not watched yet.
+  /// completed by `deadline` (plus the patience for a running request). A
+  /// slot without a deadline (`never`) is watched for cancel() only.
+  /// PRECONDITION: the slot is not watched yet.
   void watch(const std::shared_ptr<ReplySlot>& slot, const Deadline& deadline, const std::string& label,
              Patience patience);
+  /// The request of a watched slot was cancelled: a queued one is answered
+  /// `cancelled` now (and never runs); a running one is given the prompt
+  /// patience to answer with its own interrupted reply, then answered
+  /// `cancelled` here. False when the slot is not watched (answered already,
+  /// or never watched).
+  bool cancel(ReplySlot& slot);
   /// Stops watching a slot (its reply was delivered). Cheap when not watched.
   void forget(ReplySlot& slot);
   /// For a caller that waits with `Patience::prompt` and woke at its
@@ -82,6 +89,8 @@ private:
     std::string label;
     Patience patience = Patience::prompt;
     bool extended = false;
+    // Answered with `cancelled` rather than `deadline_exceeded`.
+    bool cancelled = false;
   };
   using Key = std::pair<clock::time_point, std::uint64_t>;
 

@@ -24,6 +24,12 @@ Error deadline_error(int slot_state, const std::string& label) {
   return Error::deadline(DeadlinePhase::soft, label + " ran past its deadline");
 }
 
+Error cancelled_error(int slot_state, const std::string& label) {
+  if (slot_state == ReplySlot::queued)
+    return Error(ErrorCode::cancelled, label + ": cancelled while queued (it never ran)");
+  return Error(ErrorCode::cancelled, label + ": cancelled while running (it did not stop in time to say where)");
+}
+
 namespace {
 
 using clock = std::chrono::steady_clock;
@@ -75,6 +81,14 @@ public:
   }
 
   void submit(Job job, SubmitKey) override { enqueue(std::move(job)); }
+
+  void cancel(const std::shared_ptr<ReplySlot>& slot) override {
+    std::lock_guard<std::mutex> g(wd_mutex_);
+    if (wd_seq_ != 0 && wd_slot_ == slot && !wd_cancelled_) {
+      wd_cancelled_ = true;
+      interp_->interrupt(native_, wd_seq_, true);
+    }
+  }
 
 private:
   // Also the way of a Ref's release, from inside this executor.
@@ -219,6 +233,9 @@ private:
       auto seq = ++seq_;
       arm(seq, deadline, job.label, job.slot);
       interp_->begin_request(seq, job.label, deadline);
+      // Cancelled between its start and its arming: interrupted at once.
+      if (job.slot && job.slot->cancel_requested())
+        cancel(job.slot);
     }
     AnyReply reply = dispatch(job);
     if (!per_call) {
@@ -275,6 +292,11 @@ private:
         out.results.emplace_back(Error(ErrorCode::runtime_stopped, "call " + c.target + ": the runtime stopped before it ran"));
         continue;
       }
+      if (job.slot && job.slot->cancel_requested()) {
+        // Cancelled: the calls left do not start.
+        out.results.emplace_back(cancelled_error(ReplySlot::queued, "call " + c.target));
+        continue;
+      }
       if (per_call) {
         if (label.size() != c.target.size() + 5 || label.compare(5, std::string::npos, c.target) != 0)
           label = "call " + c.target;
@@ -287,6 +309,8 @@ private:
         auto seq = ++seq_;
         arm(seq, d, label, job.slot);
         interp_->begin_request(seq, label, d);
+        if (job.slot && job.slot->cancel_requested())
+          cancel(job.slot);
         auto r = interp_->run(c);
         interp_->end_request();
         now = clock::now();
@@ -367,6 +391,7 @@ private:
       wd_deadline_ = deadline;
       wd_label_ = label;
       wd_interrupted_ = false;
+      wd_cancelled_ = false;
       wd_wedged_ = false;
       wake = deadline.is_finite() && deadline.when() < wd_wake_;
     }
@@ -545,6 +570,7 @@ private:
   const BatchReply* wd_batch_ = nullptr;
   std::size_t wd_batch_size_ = 0;
   bool wd_interrupted_ = false;
+  bool wd_cancelled_ = false;
   bool wd_wedged_ = false;
   bool wd_stop_ = false;
   clock::time_point wd_wake_ = clock::time_point::max();

@@ -21,6 +21,7 @@
 /// executor (SubmitKey).
 
 #include "gilkeeper/config/config.hpp"
+#include "gilkeeper/interop/context.hpp"
 #include "gilkeeper/interop/request.hpp"
 
 #include <algorithm>
@@ -63,6 +64,9 @@ public:
   /// Claims the slot without a reply: whoever waits has given up on it (a
   /// stopped pipeline), and a later reply is dropped.
   void abandon();
+  /// True once the request was cancelled (PyRuntime::cancel): an executor
+  /// about to start it, or running it, interrupts it with `cancelled`.
+  bool cancel_requested() const noexcept { return cancel_requested_.load(std::memory_order_seq_cst); }
 
 protected:
   /// Hands the reply over; called exactly once, by whoever won the claim.
@@ -70,6 +74,7 @@ protected:
 
 private:
   friend class DeadlineWatch;
+  friend class PyRuntime;
   /// Returns the state before (queued or running), or -1 when someone else
   /// already replied.
   int claim() noexcept {
@@ -81,6 +86,9 @@ private:
   }
 
   std::atomic<int> state_{queued};
+  std::atomic<bool> cancel_requested_{false};
+  // The parent request's cancellation reaches this request through it.
+  CancelRegistration cancel_registration_;
   // Set while the caller's deadline is watched (see DeadlineWatch).
   std::shared_ptr<DeadlineWatch> watch_;
   std::uint64_t watch_key_ = 0;
@@ -122,6 +130,9 @@ inline Job release_job(std::uint64_t id, std::uint64_t epoch) {
 /// The error a caller gets when its deadline passes: phase `queued` when the
 /// job had not started, `soft` when it was running.
 Error deadline_error(int slot_state, const std::string& label);
+/// The error a caller gets when its request is cancelled before its own
+/// (interrupted) reply: it never ran, or it was still running.
+Error cancelled_error(int slot_state, const std::string& label);
 
 class PyRuntime;
 
@@ -153,6 +164,10 @@ public:
     (void)fetch;
     return false;
   }
+  /// Interrupts the request of `slot` with `cancelled` if it is running now
+  /// (a request that starts later sees `cancel_requested()` itself). Never
+  /// blocks on Python.
+  virtual void cancel(const std::shared_ptr<ReplySlot>& slot) = 0;
   /// Stops: queued jobs get `runtime_stopped`, the running one is
   /// interrupted, Python is finalized within `grace` (see ShutdownReport).
   /// Idempotent: later calls return the first report.

@@ -9,27 +9,11 @@
 
 #include <unordered_map>
 
-// The executor's reply, inside this actor only: never serialized.
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gk::AnyReply)
-
 namespace gk {
 
 namespace {
 
 using stop_atom = caf::atom_constant<caf::atom("gkstop")>;
-
-// Tells the handle that the request has its reply.
-class ActorSlot final : public ReplySlot {
-public:
-  ActorSlot(caf::actor front, std::uint64_t id) : front_(std::move(front)), id_(id) {}
-
-protected:
-  void deliver(AnyReply&& reply) override { caf::anon_send(front_, reply_atom::value, id_, std::move(reply)); }
-
-private:
-  caf::actor front_;
-  std::uint64_t id_;
-};
 
 struct py_runtime_state {
   static inline const char* name = "gk.py_runtime";
@@ -97,6 +81,10 @@ caf::behavior front(front_actor* self, std::shared_ptr<PyRuntime> core) {
 }
 
 } // namespace
+
+void ActorSlot::deliver(AnyReply&& reply) {
+  caf::anon_send(owner_, reply_atom::value, id_, std::move(reply));
+}
 
 py_runtime_actor spawn_py_runtime(caf::actor_system& sys, std::shared_ptr<PyRuntime> core) {
   return caf::actor_cast<py_runtime_actor>(sys.spawn(front, std::move(core)));

@@ -106,6 +106,8 @@ Deadline PyRuntime::submit(AnyRequest request, std::shared_ptr<ReplySlot> slot, 
           job.deadline = Deadline::never();
         } else {
           job.deadline = policy_.resolve(job.type, target, r.deadline, options.stage_timeout);
+          if (options.parent)
+            job.deadline = job.deadline.min(options.parent->deadline);
           r.deadline = job.deadline;  // a worker process reads it from the request
         }
       },
@@ -113,17 +115,54 @@ Deadline PyRuntime::submit(AnyRequest request, std::shared_ptr<ReplySlot> slot, 
   job.label = label_of(request, target);
   submitted_[request.index()].fetch_add(1, std::memory_order_relaxed);
   job.request = std::move(request);
-  if (slot && watch_ && job.deadline.is_finite()) {
+  const CancelToken* parent_token = options.parent && options.parent->cancel.can_be_cancelled() ? &options.parent->cancel : nullptr;
+  bool cancellable = slot && (options.cancellable || parent_token);
+  if (slot && watch_ && (job.deadline.is_finite() || cancellable)) {
     // A batch whose calls have deadlines of their own: its deadline is a
     // queue budget, and once running the calls' deadlines govern.
     auto* b = std::get_if<BatchRequest>(&job.request);
     bool per_call = b && b->call_timeout.count() > 0;
     watch_->watch(slot, job.deadline, job.label, per_call ? Patience::queue : options.patience);
   }
-  job.slot = std::move(slot);
+  bool cancel_now = false;
+  if (slot && parent_token) {
+    // Weak references only: the token may outlive this runtime.
+    std::weak_ptr<ReplySlot> weak_slot = slot;
+    std::weak_ptr<DeadlineWatch> weak_watch = watch_;
+    std::weak_ptr<Executor> weak_executor = executor_;
+    slot->cancel_registration_ = parent_token->on_cancel([weak_slot, weak_watch, weak_executor] {
+      auto s = weak_slot.lock();
+      auto ex = weak_executor.lock();
+      if (s && ex)
+        cancel(s, weak_watch.lock().get(), *ex);
+    });
+    cancel_now = parent_token->cancelled();
+  }
+  job.slot = slot;
   Deadline deadline = job.deadline;
   executor_->submit(std::move(job), SubmitKey{});
+  if (cancel_now)
+    cancel(slot);
   return deadline;
+}
+
+void PyRuntime::cancel(const std::shared_ptr<ReplySlot>& slot) {
+  if (slot)
+    cancel(slot, watch_.get(), *executor_);
+}
+
+void PyRuntime::cancel(const std::shared_ptr<ReplySlot>& slot, DeadlineWatch* watch, Executor& executor) {
+  if (slot->state() == ReplySlot::done)
+    return;
+  slot->cancel_requested_.store(true, std::memory_order_seq_cst);
+  if (!(watch && watch->cancel(*slot)) && slot->state() == ReplySlot::queued) {
+    // Not watched (a worker process's own runtime): answer a queued
+    // request here.
+    int before = slot->claim();
+    if (before >= 0)
+      slot->deliver(Expected<Value>(cancelled_error(before, "the request")));
+  }
+  executor.cancel(slot);
 }
 
 AnyReply PyRuntime::ask(AnyRequest request, const SubmitOptions& options) {

@@ -25,6 +25,9 @@
 #include "actors/executor.hpp"
 #include "gilkeeper/actors/py_runtime.hpp"
 
+#include <caf/actor.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+
 #include <array>
 #include <atomic>
 #include <memory>
@@ -40,6 +43,12 @@ struct SubmitOptions {
   /// How long the caller waits past the deadline for a running request's
   /// own reply (see DeadlineWatch).
   Patience patience = Patience::prompt;
+  /// The request this one is made on behalf of: its deadline bounds this
+  /// one's, and its cancellation cancels this one.
+  std::optional<RequestContext> parent;
+  /// The caller may cancel this request through `PyRuntime::cancel` (a
+  /// request with a cancellable parent always may).
+  bool cancellable = false;
 };
 
 class PyRuntime {
@@ -62,6 +71,12 @@ public:
   /// Submits and waits for the one reply (at the latest at the deadline plus
   /// the patience). For plain threads: blocks the calling thread.
   AnyReply ask(AnyRequest request, const SubmitOptions& options = {});
+  /// Cancels the request of `slot` (submitted with `cancellable`, or with
+  /// a cancellable parent): a queued request is answered `cancelled` now
+  /// and never runs; a running one is interrupted (`gilkeeper.Cancelled`
+  /// in Python) and answered with its own reply, or `cancelled` after the
+  /// prompt patience. No-op when it was answered already. Thread-safe.
+  void cancel(const std::shared_ptr<ReplySlot>& slot);
 
   /// The deadline a request would get.
   Deadline resolve(const std::string& type, const std::string& target, const Deadline& requested,
@@ -81,10 +96,27 @@ public:
   std::size_t watched() const { return watch_ ? watch_->watched() : 0; }
 
 private:
+  static void cancel(const std::shared_ptr<ReplySlot>& slot, DeadlineWatch* watch, Executor& executor);
+
   std::shared_ptr<Executor> executor_;
   DeadlinePolicy policy_;
   std::shared_ptr<DeadlineWatch> watch_;
   std::array<std::atomic<std::uint64_t>, std::variant_size_v<AnyRequest>> submitted_{};
+};
+
+/// A reply slot that hands the reply to an actor as the message
+/// `(reply_atom, id, AnyReply)` (the CAF face, worker actors): the actor
+/// stays event-based and never blocks on a request.
+class ActorSlot final : public ReplySlot {
+public:
+  ActorSlot(caf::actor owner, std::uint64_t id) : owner_(std::move(owner)), id_(id) {}
+
+protected:
+  void deliver(AnyReply&& reply) override;
+
+private:
+  caf::actor owner_;
+  std::uint64_t id_;
 };
 
 /// Spawns the CAF face of a PyRuntime (the typed handle) on `sys`.
@@ -100,3 +132,6 @@ void stop_py_runtime(const py_runtime_actor& front);
 std::string target_of(const AnyRequest& request);
 
 } // namespace gk
+
+// The executor's reply, inside one process only: never serialized.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gk::AnyReply)

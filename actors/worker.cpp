@@ -10,7 +10,7 @@
 
 #include <csignal>
 #include <cstdlib>
-#include <condition_variable>
+#include <cstdint>
 #include <mutex>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -47,6 +47,10 @@ void set_limit(int resource, std::optional<std::uint64_t> value) {
 
 } // namespace
 
+int worker_cancel_signal() noexcept {
+  return SIGRTMAX - 1;
+}
+
 int run_worker(int fd, int parent) {
   // Die with the host. The host spawns us from a thread that lives as long
   // as the runtime, so the death signal is tied to the runtime's life.
@@ -68,6 +72,13 @@ int run_worker(int fd, int parent) {
   set_limit(RLIMIT_NOFILE, limits.open_files);
   set_limit(RLIMIT_NPROC, limits.processes);
   set_limit(RLIMIT_CORE, limits.core_dumps ? std::nullopt : std::optional<std::uint64_t>(0));
+
+  // The host's cancel signal is taken by this (main) thread only, with
+  // sigtimedwait below: blocked before any other thread starts.
+  sigset_t cancel_set;
+  sigemptyset(&cancel_set);
+  sigaddset(&cancel_set, worker_cancel_signal());
+  pthread_sigmask(SIG_BLOCK, &cancel_set, nullptr);
 
   Config config = wire::config_from_setup(setup);
   // The kernel backs the capability rules: before any thread starts.
@@ -106,9 +117,16 @@ int run_worker(int fd, int parent) {
   // The interpreter's thread reads each request itself when it is idle and
   // runs it at once: no hand-off between reading and running. The host
   // sends one request at a time, so nothing waits to be read meanwhile.
-  std::mutex done_mutex;
-  std::condition_variable done_cv;
+  //
+  // Cancellation: the host signals the id of the request to cancel. It may
+  // arrive before this thread read that request (then the request is
+  // cancelled as it is submitted), while it runs (interrupted), or after it
+  // ended (ignored: ids are never reused).
+  std::mutex done_mutex;  // guards done, current_id, current and cancel_id
   bool done = false;
+  std::uint64_t current_id = 0;
+  std::shared_ptr<ReplySlot> current;
+  std::uint64_t cancel_id = 0;
   auto fetch = [&]() -> bool {
     for (;;) {
       auto body = wire::read_frame(fd);
@@ -121,19 +139,48 @@ int run_worker(int fd, int parent) {
           std::lock_guard<std::mutex> g(done_mutex);
           done = true;
         }
-        done_cv.notify_one();
+        sigval wake{};
+        sigqueue(getpid(), worker_cancel_signal(), wake);  // value 0: not a request
         return false;
       }
       if (f->kind != wire::FrameKind::request || !f->request)
         continue;
-      runtime.submit(std::move(*f->request), std::make_shared<WireSlot>(fd, write_mutex, f->id, **executor));
+      auto slot = std::make_shared<WireSlot>(fd, write_mutex, f->id, **executor);
+      bool cancelled = false;
+      {
+        std::lock_guard<std::mutex> g(done_mutex);
+        current_id = f->id;
+        current = slot;
+        cancelled = cancel_id == f->id;
+      }
+      runtime.submit(std::move(*f->request), slot);
+      if (cancelled)
+        runtime.cancel(slot);
       return true;
     }
   };
   (*executor)->pull_from(fetch);
-  {
-    std::unique_lock<std::mutex> lk(done_mutex);
-    done_cv.wait(lk, [&] { return done; });
+  for (;;) {
+    siginfo_t info{};
+    timespec tick{1, 0};
+    int sig = sigtimedwait(&cancel_set, &info, &tick);
+    std::shared_ptr<ReplySlot> cancel;
+    {
+      std::lock_guard<std::mutex> g(done_mutex);
+      if (done)
+        break;
+      if (sig != worker_cancel_signal())
+        continue;
+      auto id = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(info.si_value.sival_ptr));
+      if (id == 0)
+        continue;
+      if (id == current_id)
+        cancel = current;
+      else
+        cancel_id = id;
+    }
+    if (cancel)
+      runtime.cancel(cancel);
   }
   runtime.shutdown(config.runtime.shutdown_grace);
   // Leave at once: a call that did not stop may still reply through this

@@ -13,4 +13,9 @@ namespace gk {
 /// is no longer its parent. Returns the process exit status.
 int run_worker(int fd, int parent);
 
+/// The signal the host sends a worker process to cancel the request it
+/// runs (`sigqueue`, the request's wire id as the value): `SIGRTMAX - 1`.
+/// A worker blocks it in every thread and waits for it on its main thread.
+int worker_cancel_signal() noexcept;
+
 } // namespace gk

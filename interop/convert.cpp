@@ -367,6 +367,9 @@ Error fetch_python_error() {
     e.code = ErrorCode::deadline_exceeded;
     e.phase = DeadlinePhase::soft;
   }
+  PyObject* cancel_type = cancelled_type();
+  if (cancel_type && t && PyObject_IsSubclass(t.get(), cancel_type) == 1)
+    e.code = ErrorCode::cancelled;
   // A capability denial that escaped: `where` is the rule the hook named
   // (`capabilities.deny_modules: ctypes`); type, message and traceback stay.
   PyObject* denied_type = capability_denied_type();

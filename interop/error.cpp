@@ -18,6 +18,7 @@ const char* to_string(ErrorCode code) noexcept {
     case ErrorCode::runtime_stopped: return "runtime_stopped";
     case ErrorCode::bad_input: return "bad_input";
     case ErrorCode::internal: return "internal";
+    case ErrorCode::cancelled: return "cancelled";
   }
   return "internal";
 }
@@ -33,7 +34,7 @@ const char* to_string(DeadlinePhase phase) noexcept {
 }
 
 ErrorCode error_code_from_string(const std::string& name) noexcept {
-  for (int i = 1; i <= static_cast<int>(ErrorCode::internal); ++i) {
+  for (int i = 1; i <= static_cast<int>(kLastErrorCode); ++i) {
     auto c = static_cast<ErrorCode>(i);
     if (name == to_string(c))
       return c;

@@ -2,6 +2,7 @@
 //   gilkeeper.DeadlineExceeded  (a TimeoutError) raised when a call runs past
 //                               its deadline;
 //   gilkeeper.CapabilityDenied  (a PermissionError) raised by capability rules;
+//   gilkeeper.Cancelled         raised in a running call that was cancelled;
 //   gilkeeper.remaining()       seconds left before the running request's
 //                               deadline, or None;
 //   gilkeeper._interrupt        the signal handler behind soft deadlines.
@@ -15,14 +16,21 @@ namespace {
 
 PyObject* g_deadline_exceeded = nullptr;
 PyObject* g_capability_denied = nullptr;
+PyObject* g_cancelled = nullptr;
 
 PyObject* py_interrupt(PyObject*, PyObject*) {
   auto& st = interrupt_state();
   // Only the request the interrupt was aimed at is interrupted: a signal
   // that arrives late (its request already finished) is ignored here.
-  if (st.current != 0 && consume_interrupt(st.current)) {
-    std::string msg = st.label + " ran past its deadline";
-    PyErr_SetString(g_deadline_exceeded, msg.c_str());
+  InterruptReason reason = InterruptReason::deadline;
+  if (st.current != 0 && consume_interrupt(st.current, reason)) {
+    if (reason == InterruptReason::cancelled) {
+      std::string msg = st.label + " was cancelled";
+      PyErr_SetString(g_cancelled, msg.c_str());
+    } else {
+      std::string msg = st.label + " ran past its deadline";
+      PyErr_SetString(g_deadline_exceeded, msg.c_str());
+    }
     return nullptr;
   }
   Py_RETURN_NONE;
@@ -61,14 +69,21 @@ PyObject* init_gilkeeper_module() {
   g_capability_denied = PyErr_NewExceptionWithDoc(
       "gilkeeper.CapabilityDenied", "A capability rule of the runtime denied this action.",
       PyExc_PermissionError, nullptr);
-  if (!g_deadline_exceeded || !g_capability_denied) {
+  g_cancelled = PyErr_NewExceptionWithDoc(
+      "gilkeeper.Cancelled",
+      "The running request was cancelled by its caller. Catch it to clean up; the caller "
+      "is told cancelled either way.",
+      PyExc_Exception, nullptr);
+  if (!g_deadline_exceeded || !g_capability_denied || !g_cancelled) {
     Py_DECREF(m);
     return nullptr;
   }
   Py_INCREF(g_deadline_exceeded);
   Py_INCREF(g_capability_denied);
+  Py_INCREF(g_cancelled);
   if (PyModule_AddObject(m, "DeadlineExceeded", g_deadline_exceeded) != 0
       || PyModule_AddObject(m, "CapabilityDenied", g_capability_denied) != 0
+      || PyModule_AddObject(m, "Cancelled", g_cancelled) != 0
       || PyModule_AddStringConstant(m, "__version__", GK_VERSION) != 0) {
     Py_DECREF(m);
     return nullptr;
@@ -84,9 +99,14 @@ PyObject* capability_denied_type() {
   return g_capability_denied;
 }
 
+PyObject* cancelled_type() {
+  return g_cancelled;
+}
+
 void reset_module_types() {
   Py_CLEAR(g_deadline_exceeded);
   Py_CLEAR(g_capability_denied);
+  Py_CLEAR(g_cancelled);
 }
 
 InterruptState& interrupt_state() {

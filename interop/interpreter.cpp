@@ -403,10 +403,10 @@ std::uint64_t Interpreter::capability_denials() const {
   return impl_->policy ? detail::capability_denials(*impl_->policy) : 0;
 }
 
-void Interpreter::interrupt(pthread_t owner, std::uint64_t seq) noexcept {
+void Interpreter::interrupt(pthread_t owner, std::uint64_t seq, bool cancel) noexcept {
   if (impl_->signo == 0)
     return;
-  detail::aim_interrupt(seq);
+  detail::aim_interrupt(seq, cancel ? detail::InterruptReason::cancelled : detail::InterruptReason::deadline);
   pthread_kill(owner, impl_->signo);
 }
 

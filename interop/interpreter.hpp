@@ -102,10 +102,11 @@ public:
   /// the interpreter gone).
   ShutdownReport finalize(std::chrono::nanoseconds grace);
 
-  /// Asks the owner thread to raise `gilkeeper.DeadlineExceeded` in the Python
-  /// code of request `seq`, if it is still running it when the signal is
-  /// handled. Thread-safe, async-signal-unsafe. No-op without a signal.
-  void interrupt(pthread_t owner, std::uint64_t seq) noexcept;
+  /// Asks the owner thread to raise `gilkeeper.DeadlineExceeded` (or, with
+  /// `cancel`, `gilkeeper.Cancelled`) in the Python code of request `seq`,
+  /// if it is still running it when the signal is handled. Thread-safe,
+  /// async-signal-unsafe. No-op without a signal.
+  void interrupt(pthread_t owner, std::uint64_t seq, bool cancel = false) noexcept;
 
   /// The signal used for interrupts, or 0.
   int signal_number() const noexcept;

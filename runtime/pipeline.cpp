@@ -98,6 +98,9 @@ struct Pipeline::Impl {
   std::vector<double> per_record_us;  // recent time per record of each stage (µs)
   clock::time_point started = clock::now();
   const bool process_isolation;
+  // Cancelled when the stop grace runs out (C++ stages see it).
+  CancelToken stop_token;
+  bool stop_seen = false;  // the driver has seen stop()
 
   Impl(Runtime& rt, std::vector<Stage> s, PipelineOptions o)
     : runtime(rt), core(detail::RuntimeAccess::impl(rt).core), stages(std::move(s)), options(o),
@@ -108,11 +111,13 @@ struct Pipeline::Impl {
     for (auto& st : stages) {
       if (st.name.empty())
         throw std::invalid_argument("a pipeline stage needs a name");
-      if (st.call.empty() == !st.function)
+      if (!st.call.empty() + !!st.function + !!st.function_with_context != 1)
         throw std::invalid_argument("stage \"" + st.name + "\": give exactly one of a Python call and a C++ function");
+      if (st.function)  // one form below: the function with a context
+        st.function_with_context = [fn = std::move(st.function)](const Value& v, const RequestContext&) { return fn(v); };
       if (st.parallelism < 1 || st.batch_size < 0)
         throw std::invalid_argument("stage \"" + st.name + "\": parallelism must be at least 1 and batch_size at least 0");
-      if (st.function)
+      if (st.function_with_context)
         cpp_threads += static_cast<std::size_t>(st.parallelism);
     }
     if (options.max_in_flight < 1)
@@ -187,6 +192,15 @@ struct Pipeline::Impl {
       return;
     auto& st = stages[r->stage];
     auto& rep = report.stages[r->stage];
+    if (!result && result.error().code == ErrorCode::cancelled && stop_seen) {
+      // Cancelled by stop(): the record is stopped, not retried.
+      Error e = std::move(result.error());
+      e.code = ErrorCode::runtime_stopped;
+      e.message = "the pipeline was stopped before this record finished stage \"" + st.name + "\" (" + e.message + ")";
+      rep.failed++;
+      fail(seq, std::move(e));
+      return;
+    }
     if (!result) {
       rep.failed++;
       if (st.retry.retries(result.error(), r->stage_attempts)) {
@@ -286,17 +300,21 @@ struct Pipeline::Impl {
     // The stage's input is needed again for a retry, or to send a record
     // alone when its batch is lost with a worker process; else move it.
     bool keep_input = st.retry.attempts > 1 || (process_isolation && seqs.size() > 1);
-    if (st.function) {
+    if (st.function_with_context) {
       auto& r = at(seqs.front());
       Value input = keep_input ? r.current : std::move(r.current);
-      auto fn = st.function;
+      auto fn = st.function_with_context;
       auto shared_state = shared;
       d.seqs = std::move(seqs);
       dispatches.emplace(did, std::move(d));
-      pool->post([fn, input = std::move(input), shared_state, did] {
+      RequestContext context;
+      context.cancel = stop_token;
+      if (st.timeout && !st.timeout->infinite)
+        context.deadline = Deadline::after(st.timeout->value);
+      pool->post([fn, input = std::move(input), shared_state, did, context] {
         Expected<Value> result = Error(ErrorCode::internal, "no result");
         try {
-          result = fn(input);
+          result = fn(input, context);
         } catch (const std::exception& e) {
           result = Error(ErrorCode::internal, std::string("the C++ stage threw: ") + e.what());
         } catch (...) {
@@ -333,6 +351,7 @@ struct Pipeline::Impl {
     // A record's outcome is worth more than a prompt answer: wait for the
     // runtime's own verdict (an interrupt, a kill or the wedge).
     so.patience = Patience::verdict;
+    so.cancellable = true;  // by stop()
     core->submit(std::move(b), std::move(slot), so);
   }
 
@@ -342,7 +361,7 @@ struct Pipeline::Impl {
       auto& w = waiting[s];
       while (busy[s] < st.parallelism && !w.empty()) {
         std::size_t n = 1;
-        if (!st.function && !at(w.front()).solo) {
+        if (!st.function_with_context && !at(w.front()).solo) {
           // Whatever is ready, shared among the free slots, up to the cap;
           // never waiting for more. Records to be sent alone stay alone.
           std::size_t cap = st.batch_size > 0 ? static_cast<std::size_t>(st.batch_size) : kAutoBatchCap;
@@ -389,12 +408,25 @@ struct Pipeline::Impl {
                         "the pipeline was stopped before this record reached stage \"" + stages[r->stage].name + "\""));
   }
 
-  // stop() + grace passed: every record still inside fails.
+  // After stop(): requests still queued in the runtime are cancelled (they
+  // never run; their records fail as stopped).
+  void cancel_queued() {
+    for (auto& [did, d] : dispatches)
+      if (d.slot && d.slot->state() == ReplySlot::queued)
+        core->cancel(d.slot);
+  }
+
+  // stop() + grace passed: every record still inside fails; the calls still
+  // running are cancelled (interrupted), and C++ stages are told through
+  // their context.
   void cancel_all() {
+    stop_token.cancel();
     for (auto& [did, d] : dispatches) {
       busy[d.stage]--;
-      if (d.slot)
+      if (d.slot) {
+        core->cancel(d.slot);
         d.slot->abandon();
+      }
     }
     dispatches.clear();
     retry_timers.clear();
@@ -455,6 +487,10 @@ struct Pipeline::Impl {
       events.clear();
       auto now = clock::now();
       expire_retries(now);
+      if (stopping && !stop_seen) {
+        stop_seen = true;
+        cancel_queued();
+      }
       if (stopping && !cancelled && now >= stop_at) {
         cancel_all();
         cancelled = true;

@@ -1,4 +1,5 @@
 #include "gilkeeper/runtime/runtime.hpp"
+#include "runtime/detail/future_state.hpp"
 #include "runtime/detail/runtime_impl.hpp"
 
 #include "gilkeeper/actors/messages.hpp"
@@ -35,10 +36,36 @@ Expected<Value> value_of(AnyReply&& reply) {
   return std::get<Expected<Value>>(std::move(reply));
 }
 
-Expected<Value> ask_value(PyRuntime& core, AnyRequest request, const RequestOptions& options) {
+SubmitOptions submit_options(const RequestOptions& options) {
   SubmitOptions o;
   o.stage_timeout = options.stage_timeout;
-  return value_of(core.ask(std::move(request), o));
+  o.parent = options.parent;
+  return o;
+}
+
+Expected<Value> ask_value(PyRuntime& core, AnyRequest request, const RequestOptions& options) {
+  return value_of(core.ask(std::move(request), submit_options(options)));
+}
+
+template <class T>
+Future<T> submit_async(const std::shared_ptr<PyRuntime>& core, const std::shared_ptr<detail::CallbackQueue>& callbacks,
+                       AnyRequest request, const RequestOptions& options) {
+  auto state = std::make_shared<detail::FutureState>(core, callbacks);
+  auto o = submit_options(options);
+  o.cancellable = true;
+  state->deadline = core->submit(std::move(request), state, o);
+  return Future<T>(std::move(state));
+}
+
+CallRequest make_call(const std::string& target, Ref self, List args, Dict kwargs, const RequestOptions& options) {
+  CallRequest r;
+  r.target = target;
+  r.self = std::move(self);
+  r.args = std::move(args);
+  r.kwargs = std::move(kwargs);
+  r.want_ref = options.want_ref;
+  r.deadline = options.deadline;
+  return r;
 }
 
 } // namespace
@@ -77,25 +104,12 @@ Runtime::~Runtime() {
 }
 
 Expected<Value> Runtime::call(const std::string& target, List args, Dict kwargs, RequestOptions options) {
-  CallRequest r;
-  r.target = target;
-  r.args = std::move(args);
-  r.kwargs = std::move(kwargs);
-  r.want_ref = options.want_ref;
-  r.deadline = options.deadline;
-  return call(std::move(r), options.stage_timeout);
+  return ask_value(*impl_->core, make_call(target, Ref(), std::move(args), std::move(kwargs), options), options);
 }
 
 Expected<Value> Runtime::call(const Ref& self, const std::string& method, List args, Dict kwargs,
                               RequestOptions options) {
-  CallRequest r;
-  r.target = method;
-  r.self = self;
-  r.args = std::move(args);
-  r.kwargs = std::move(kwargs);
-  r.want_ref = options.want_ref;
-  r.deadline = options.deadline;
-  return call(std::move(r), options.stage_timeout);
+  return ask_value(*impl_->core, make_call(method, self, std::move(args), std::move(kwargs), options), options);
 }
 
 Expected<Value> Runtime::call(CallRequest request, const std::optional<Timeout>& stage_timeout) {
@@ -135,9 +149,7 @@ Expected<Value> Runtime::getattr(const Ref& object, const std::string& path, Req
 }
 
 Expected<std::vector<Expected<Value>>> Runtime::batch(std::vector<CallRequest> calls, RequestOptions options) {
-  SubmitOptions o;
-  o.stage_timeout = options.stage_timeout;
-  auto reply = impl_->core->ask(BatchRequest{std::move(calls), options.deadline}, o);
+  auto reply = impl_->core->ask(BatchRequest{std::move(calls), options.deadline}, submit_options(options));
   if (auto* e = std::get_if<Expected<Value>>(&reply))
     return e->error();
   return std::move(std::get<BatchReply>(reply).results);
@@ -147,6 +159,31 @@ Expected<Value> Runtime::release(const Ref& ref) {
   return value_of(impl_->core->ask(ReleaseRequest{ref.id(), ref.epoch()}));
 }
 
+Future<Value> Runtime::call_async(const std::string& target, List args, Dict kwargs, RequestOptions options) {
+  return submit_async<Value>(impl_->core, impl_->callbacks, make_call(target, Ref(), std::move(args), std::move(kwargs), options), options);
+}
+
+Future<Value> Runtime::call_async(const Ref& self, const std::string& method, List args, Dict kwargs,
+                                  RequestOptions options) {
+  return submit_async<Value>(impl_->core, impl_->callbacks, make_call(method, self, std::move(args), std::move(kwargs), options), options);
+}
+
+Future<Value> Runtime::call_async(CallRequest request, RequestOptions options) {
+  return submit_async<Value>(impl_->core, impl_->callbacks, std::move(request), options);
+}
+
+Future<Value> Runtime::eval_async(const std::string& expression, RequestOptions options) {
+  return submit_async<Value>(impl_->core, impl_->callbacks, EvalRequest{expression, options.want_ref, options.deadline}, options);
+}
+
+Future<Value> Runtime::exec_async(const std::string& code, RequestOptions options) {
+  return submit_async<Value>(impl_->core, impl_->callbacks, ExecRequest{code, options.deadline}, options);
+}
+
+Future<std::vector<Expected<Value>>> Runtime::batch_async(std::vector<CallRequest> calls, RequestOptions options) {
+  return submit_async<std::vector<Expected<Value>>>(impl_->core, impl_->callbacks, BatchRequest{std::move(calls), options.deadline}, options);
+}
+
 Stats Runtime::stats() const {
   return impl_->core->stats();
 }
@@ -154,7 +191,10 @@ Stats Runtime::stats() const {
 ShutdownReport Runtime::shutdown() {
   auto& impl = *impl_;
   std::call_once(impl.shutdown_once, [&] {
+    impl.stopped.store(true, std::memory_order_release);
     impl.report = impl.core->shutdown(impl.config.runtime.shutdown_grace);
+    // Every reply is in: run the continuations still queued.
+    impl.callbacks->stop();
     {
       std::lock_guard<std::mutex> g(impl.actors_mutex);
       for (auto& a : impl.actors)
@@ -180,6 +220,10 @@ const Config& Runtime::config() const noexcept {
 
 caf::actor_system& Runtime::system() noexcept {
   return *impl_->system;
+}
+
+bool Runtime::stopped() const noexcept {
+  return impl_->stopped.load(std::memory_order_acquire);
 }
 
 py_runtime_actor runtime_actor(const Runtime& runtime) {

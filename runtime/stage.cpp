@@ -27,4 +27,11 @@ Stage Stage::cpp(std::string name, StageFunction function) {
   return s;
 }
 
+Stage Stage::cpp(std::string name, ContextStageFunction function) {
+  Stage s;
+  s.name = std::move(name);
+  s.function_with_context = std::move(function);
+  return s;
+}
+
 } // namespace gk

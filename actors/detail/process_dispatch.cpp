@@ -4,7 +4,10 @@
 
 #include "actors/detail/process_executor.hpp"
 #include "actors/wire.hpp"
+#include "actors/worker.hpp"
 
+#include <csignal>
+#include <cstdint>
 #include <deque>
 #include <mutex>
 #include <variant>
@@ -68,6 +71,34 @@ std::uint64_t epoch_of(const AnyRequest& r) {
 
 } // namespace
 
+// A cancelled request that runs in a child is interrupted there: the child's
+// cancel signal carries the request's id (see run_worker), so a signal that
+// arrives after that request ended cancels nothing.
+void ProcessExecutor::cancel(const std::shared_ptr<ReplySlot>& slot) {
+  {
+    std::lock_guard<std::mutex> lk(mutex_);
+    if (stopping_)
+      return;
+    cancels_.push_back(slot);
+  }
+  wake();
+}
+
+void ProcessExecutor::send_cancels() {
+  std::vector<std::shared_ptr<ReplySlot>> cancels;
+  {
+    std::lock_guard<std::mutex> lk(mutex_);
+    cancels.swap(cancels_);
+  }
+  for (auto& slot : cancels)
+    for (auto& c : children_)
+      if (c.state == Child::State::busy && c.job && c.job->slot == slot && c.pid > 0) {
+        sigval v{};
+        v.sival_ptr = reinterpret_cast<void*>(static_cast<std::uintptr_t>(c.job_id));
+        ::sigqueue(c.pid, worker_cancel_signal(), v);
+      }
+}
+
 // Notes the module of a call so that the next children import it early.
 void ProcessExecutor::remember_module(const AnyRequest& r) {
   auto* call = std::get_if<CallRequest>(&r);
@@ -88,6 +119,7 @@ Child* ProcessExecutor::child_for_epoch(std::uint64_t epoch) {
 // Sends queued jobs to idle children (least loaded = any idle one; a
 // request with Refs goes to the child that owns them).
 void ProcessExecutor::dispatch() {
+  send_cancels();
   // A child whose call is past its deadline does not count as busy: its
   // caller has been told, it is only waiting to be killed, and the next
   // call should not wait for that (this is what the warm spare is for).
@@ -102,6 +134,7 @@ void ProcessExecutor::dispatch() {
   }
   std::deque<Job> keep;
   std::vector<std::pair<Job, Error>> failed;
+  std::vector<std::pair<Job, BatchReply>> held_only;
   auto now = clock::now();
   while (!jobs.empty()) {
     Job job = std::move(jobs.front());
@@ -143,8 +176,26 @@ void ProcessExecutor::dispatch() {
         failed.emplace_back(std::move(job), std::move(expired));
       continue;
     }
+    // A quarantined call is answered in its turn without running: the
+    // child stays free, and nothing new is spawned for it.
+    if (Error quarantined = breaker_.quarantined(job.request, now)) {
+      failed.emplace_back(std::move(job), std::move(quarantined));
+      continue;
+    }
+    HeldBack held;
+    if (auto* batch = std::get_if<BatchRequest>(&job.request)) {
+      held = breaker_.hold_back(*batch, now);
+      if (!held.empty() && batch->calls.empty()) {
+        BatchReply all;
+        CrashBreaker::merge(all, std::move(held));
+        held_only.emplace_back(std::move(job), std::move(all));
+        continue;
+      }
+    }
     remember_module(job.request);
     auto id = ++next_request_id_;
+    if (!held.empty())
+      held_back_.emplace(id, std::move(held));
     auto frame = wire::encode_request(id, job.request);
     target->state = Child::State::busy;
     target->job = std::move(job);
@@ -161,6 +212,8 @@ void ProcessExecutor::dispatch() {
   }
   for (auto& [job, e] : failed)
     detail::refuse(stats_, job, std::move(e));
+  for (auto& [job, reply] : held_only)
+    detail::reply_to(stats_, job, AnyReply(std::move(reply)));
 }
 
 // Gives Refs in a reply a release function that routes to their worker.
@@ -202,6 +255,11 @@ void ProcessExecutor::on_reply(Child& c, std::uint64_t id, AnyReply&& reply) {
   consecutive_crashes_ = 0;
   auto now = clock::now();
   stats_.timing(job.type, c.sent - job.enqueued, now - c.sent);
+  if (auto held = held_back_.find(id); held != held_back_.end()) {
+    if (auto* results = std::get_if<BatchReply>(&reply))
+      CrashBreaker::merge(*results, std::move(held->second));
+    held_back_.erase(held);
+  }
   if (auto* v = std::get_if<Expected<Value>>(&reply)) {
     if (v->has_value())
       adopt_refs(**v);

@@ -107,7 +107,8 @@ inline void refuse(StatsCollector& stats, Job& job, Error error) {
 /// it waited (then `expired` is the error to answer it with).
 inline bool may_start(StatsCollector& stats, Job& job, StatsCollector::clock::time_point now, Error& expired) {
   if (job.slot && !job.slot->start()) {
-    stats.missed(job.type, DeadlinePhase::queued);
+    if (!job.slot->cancel_requested())
+      stats.missed(job.type, DeadlinePhase::queued);
     stats.error(job.type);
     return false;
   }

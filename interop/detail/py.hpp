@@ -113,6 +113,7 @@ PyObject* init_gilkeeper_module();
 /// the module was imported).
 PyObject* deadline_exceeded_type();
 PyObject* capability_denied_type();
+PyObject* cancelled_type();
 /// Drops the module's classes. PRECONDITION: GIL held, before finalizing.
 void reset_module_types();
 

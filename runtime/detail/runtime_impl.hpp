@@ -6,10 +6,12 @@
 #include "gilkeeper/actors/py_runtime.hpp"
 #include "actors/py_runtime_core.hpp"
 #include "gilkeeper/runtime/runtime.hpp"
+#include "runtime/detail/callback_queue.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 
+#include <atomic>
 #include <mutex>
 
 namespace gk {
@@ -23,7 +25,12 @@ struct Runtime::Impl {
   // The one front door, and its CAF face.
   std::shared_ptr<PyRuntime> core;
   py_runtime_actor front;
+  // Runs Future::then continuations.
+  std::shared_ptr<detail::CallbackQueue> callbacks = std::make_shared<detail::CallbackQueue>();
   std::once_flag shutdown_once;
+  // Set when shutdown() starts: entry points that need the actor system
+  // (ask, spawn_worker, pipelines) answer runtime_stopped from then on.
+  std::atomic<bool> stopped{false};
   // Actors spawned for the host (workers): told to exit at shutdown, so that
   // the actor system can stop while the host still holds their handles.
   std::mutex actors_mutex;

@@ -45,7 +45,15 @@ enum class ErrorCode : std::uint8_t {
   bad_input,
   /// A bug or an unexpected failure inside gilkeeper itself.
   internal,
+  /// The request was cancelled (`Future::cancel`, a cancelled
+  /// `CancelToken`, a stopped pipeline): a queued request never ran; a
+  /// running one was interrupted like a soft deadline (the Python type and
+  /// traceback say where it was).
+  cancelled,
 };
+
+/// The last code (for loops over every code).
+inline constexpr ErrorCode kLastErrorCode = ErrorCode::cancelled;
 
 /// Where a deadline was missed.
 enum class DeadlinePhase : std::uint8_t { none = 0, queued, soft, hard };

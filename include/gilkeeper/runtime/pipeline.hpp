@@ -30,6 +30,7 @@
 /// called on the pipeline's own thread, one at a time.
 
 #include "gilkeeper/config/config.hpp"
+#include "gilkeeper/interop/context.hpp"
 #include "gilkeeper/interop/error.hpp"
 #include "gilkeeper/interop/expected.hpp"
 #include "gilkeeper/interop/value.hpp"
@@ -68,6 +69,12 @@ struct RetryPolicy {
 /// A C++ stage: called on a pipeline worker thread (it may block); must be
 /// thread-safe when the stage's parallelism is above 1.
 using StageFunction = std::function<Expected<Value>(const Value&)>;
+/// A C++ stage that also receives the record's context: its deadline (the
+/// stage timeout from when the call starts, or never) and a token that is
+/// cancelled when the pipeline's stop grace runs out. A stage that does long
+/// work checks `context.done()` and returns early; the runtime cannot stop
+/// C++ code that does not.
+using ContextStageFunction = std::function<Expected<Value>(const Value&, const RequestContext&)>;
 
 /// One stage of a pipeline.
 struct Stage {
@@ -76,6 +83,9 @@ struct Stage {
   std::string call;
   /// A C++ stage (instead of `call`).
   StageFunction function;
+  /// A C++ stage that takes the record's context (instead of `call` and
+  /// `function`).
+  ContextStageFunction function_with_context;
   /// How many records this stage works on at once.
   int parallelism = 1;
   /// The deadline of each record's call, counted from when that call starts
@@ -95,6 +105,7 @@ struct Stage {
 
   static Stage python(std::string name, std::string call);
   static Stage cpp(std::string name, StageFunction function);
+  static Stage cpp(std::string name, ContextStageFunction function);
   Stage& with_parallelism(int n) { parallelism = n; return *this; }
   Stage& with_timeout(Timeout t) { timeout = t; return *this; }
   Stage& with_retry(RetryPolicy r) { retry = std::move(r); return *this; }

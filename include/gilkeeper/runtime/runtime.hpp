@@ -22,10 +22,12 @@
 /// `RuntimeStartError` when the interpreter cannot start.
 
 #include "gilkeeper/config/config.hpp"
+#include "gilkeeper/interop/context.hpp"
 #include "gilkeeper/interop/deadline.hpp"
 #include "gilkeeper/interop/expected.hpp"
 #include "gilkeeper/interop/request.hpp"
 #include "gilkeeper/interop/value.hpp"
+#include "gilkeeper/runtime/future.hpp"
 
 #include <caf/fwd.hpp>
 
@@ -61,10 +63,20 @@ struct RequestOptions {
   /// A stage timeout (used by jobs and pipelines; below a per-call deadline
   /// and above the per-target one in precedence).
   std::optional<Timeout> stage_timeout;
+  /// The request this one is made on behalf of (a worker handler's or a
+  /// pipeline stage's context): this request's deadline is at most the
+  /// parent's, and cancelling the parent cancels it.
+  std::optional<RequestContext> parent;
 
   static RequestOptions with_deadline(Deadline d) {
     RequestOptions o;
     o.deadline = d;
+    return o;
+  }
+  /// Options of a request made on behalf of `parent`.
+  static RequestOptions within(RequestContext parent) {
+    RequestOptions o;
+    o.parent = std::move(parent);
     return o;
   }
 };
@@ -123,6 +135,24 @@ public:
   /// of the Ref goes away). Later uses of the Ref give `stale_ref`.
   Expected<Value> release(const Ref& ref);
 
+  /// Asynchronous forms: submit and return at once; the Future gets the one
+  /// reply (see gilkeeper/runtime/future.hpp) and can cancel the request.
+  /// One thread can keep thousands in flight. After shutdown() the future
+  /// is ready with `runtime_stopped`.
+  Future<Value> call_async(const std::string& target, List args = {}, Dict kwargs = {},
+                           RequestOptions options = {});
+  /// A method of (or the object behind) a Ref, asynchronously.
+  Future<Value> call_async(const Ref& self, const std::string& method, List args = {}, Dict kwargs = {},
+                           RequestOptions options = {});
+  /// Any CallRequest, asynchronously.
+  Future<Value> call_async(CallRequest request, RequestOptions options = {});
+  /// Evaluates an expression in `__main__`, asynchronously.
+  Future<Value> eval_async(const std::string& expression, RequestOptions options = {});
+  /// Runs statements in `__main__`, asynchronously.
+  Future<Value> exec_async(const std::string& code, RequestOptions options = {});
+  /// Runs many calls in one request, asynchronously.
+  Future<std::vector<Expected<Value>>> batch_async(std::vector<CallRequest> calls, RequestOptions options = {});
+
   /// Counters and timings; answers even while the interpreter is stuck.
   Stats stats() const;
 
@@ -143,8 +173,13 @@ public:
   /// The actor system: the host's own when it passed one, else the
   /// runtime's (for hosts that are CAF programs). See also
   /// `runtime_actor()` in actors/py_runtime.hpp.
-  /// PRECONDITION: before shutdown() (the system is gone after it).
+  /// PRECONDITION: before shutdown() (the system is gone after it; see
+  /// stopped()).
   caf::actor_system& system() noexcept;
+
+  /// True once shutdown() started. Every entry point answers
+  /// `runtime_stopped` from then on.
+  bool stopped() const noexcept;
 
 private:
   friend struct detail::RuntimeAccess;

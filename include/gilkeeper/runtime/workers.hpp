@@ -20,13 +20,23 @@
 /// });
 /// auto r = gk::ask(rt, pool, "some text");                // from a plain thread
 /// ```
+///
+/// The request context travels: a handler may take the `RequestContext` of
+/// the request it answers (its deadline and cancellation), and every Python
+/// call it makes through `WorkerReply::python` is made on that request's
+/// behalf: its deadline is at most the asker's, and it is cancelled when
+/// the asker cancels. So when `gk::ask(..., Deadline::after(100ms))` gives
+/// up, the Python call made for it is interrupted at the same moment.
 
+#include "gilkeeper/interop/context.hpp"
 #include "gilkeeper/interop/deadline.hpp"
 #include "gilkeeper/interop/error.hpp"
 #include "gilkeeper/interop/expected.hpp"
 #include "gilkeeper/interop/request.hpp"
 #include "gilkeeper/interop/value.hpp"
+#include "gilkeeper/runtime/future.hpp"
 
+#include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
@@ -52,7 +62,9 @@ public:
       error_ = result.error();
   }
 
-  /// A Python call whose result becomes the reply (or goes to `then`).
+  /// A Python call whose result becomes the reply (or goes to `then`). It
+  /// is made on behalf of the request the worker answers: its deadline is
+  /// at most that request's, and it is cancelled with it.
   static WorkerReply python(CallRequest call) {
     WorkerReply r{Value()};
     r.call_ = std::make_shared<CallRequest>(std::move(call));
@@ -80,20 +92,42 @@ private:
 /// A worker's handler. Runs on a scheduler thread: it must not block (call
 /// Python through `WorkerReply::python`, not through `Runtime::call`).
 using WorkerHandler = std::function<WorkerReply(const Value& input)>;
+/// A handler that also receives the context of the request it answers
+/// (deadline and cancellation), e.g. to skip work already too late.
+using ContextWorkerHandler = std::function<WorkerReply(const Value& input, const RequestContext& context)>;
 
 /// The typed interface of a worker (or a pool): a Value in, a Value (or a
-/// caf::error carrying a gk::Error) out.
-using worker_actor = caf::typed_actor<caf::replies_to<Value>::with<Value>>;
+/// caf::error carrying a gk::Error) out. A CAF host sends `(input,
+/// context)` to hand the worker its deadline and cancellation; a bare
+/// `input` has no deadline of its own (its Python calls get the configured
+/// ones).
+using worker_actor = caf::typed_actor<caf::replies_to<Value>::with<Value>,
+                                      caf::replies_to<Value, RequestContext>::with<Value>>;
 
-/// Spawns one worker. Thread-safe.
+/// Spawns one worker. Thread-safe. After the runtime's shutdown(): an
+/// invalid handle (ask() on it answers `runtime_stopped`).
 worker_actor spawn_worker(Runtime& runtime, WorkerHandler handler);
+worker_actor spawn_worker(Runtime& runtime, ContextWorkerHandler handler);
 
-/// Spawns `n` workers behind one handle; requests go round robin. Thread-safe.
+/// Spawns `n` workers behind one handle; requests go round robin.
+/// Thread-safe. After shutdown(): an invalid handle.
 worker_actor spawn_worker_pool(Runtime& runtime, std::size_t n, WorkerHandler handler);
+worker_actor spawn_worker_pool(Runtime& runtime, std::size_t n, ContextWorkerHandler handler);
 
 /// Asks a worker from a plain thread and waits for its reply, at most until
-/// `deadline` (then `deadline_exceeded`). Thread-safe.
+/// `deadline` (then `deadline_exceeded`); the worker's Python calls for it
+/// end by the same deadline. After shutdown(), or with an invalid handle:
+/// `runtime_stopped` (resp. `bad_request`). Thread-safe.
 Expected<Value> ask(Runtime& runtime, const worker_actor& worker, Value input,
                     Deadline deadline = Deadline::after(std::chrono::seconds(30)));
 
+/// Asks a worker without waiting: the Future gets the reply, and its
+/// cancel() cancels the request and the Python call made for it.
+/// Thread-safe.
+Future<Value> ask_async(Runtime& runtime, const worker_actor& worker, Value input,
+                        Deadline deadline = Deadline::after(std::chrono::seconds(30)));
+
 } // namespace gk
+
+// A context travels within one process only (its token is shared state).
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(gk::RequestContext)
