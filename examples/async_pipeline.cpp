@@ -24,11 +24,14 @@ int main() {
       {gk::Stage::python("normalise", "textstats:normalise").with_batch(32),
        gk::Stage::cpp("non_empty",
                       [](const gk::Value& rec) -> gk::Expected<gk::Value> {
-                        if (rec.find("text")->as_string().empty())
+                        auto text = rec.get<std::string>("text");  // a conversion error if absent or not a str
+                        if (!text)
+                          return text.error();
+                        if (text->empty())
                           return gk::Error(gk::ErrorCode::bad_input, "empty text");
                         return rec;
                       }),
-       gk::Stage::cpp("text", [](const gk::Value& rec) -> gk::Expected<gk::Value> { return *rec.find("text"); }),
+       gk::Stage::cpp("text", [](const gk::Value& rec) -> gk::Expected<gk::Value> { return rec.get("text"); }),
        gk::Stage::python("score", "textstats:score").with_timeout(gk::Timeout::after(200ms)).with_retry(retry)},
       options);
 

@@ -17,11 +17,20 @@
 ///   caller asked for a `Ref`.
 /// - Host to Python: a string that is not valid UTF-8 is a `conversion` error
 ///   naming the argument.
+///
+/// Typed access: `v.as<T>()` and `Value::from(x)` convert to and from C++
+/// types (interop/value_convert.hpp, included at the end of this header);
+/// `v.get<T>("key")` / `v.get_or<T>("key", fallback)` read a dict entry. The
+/// `as_int()`-style accessors stay the fast path: they return references and
+/// throw `ValueKindError` on a wrong kind.
 
+#include "gilkeeper/interop/expected.hpp"
 #include "gilkeeper/interop/ref.hpp"
 
 #include <cstdint>
 #include <initializer_list>
+#include <limits>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -30,6 +39,14 @@
 #include <vector>
 
 namespace gk {
+
+namespace detail {
+/// Keeps a parameter out of template argument deduction (C++20's type_identity).
+template <class T>
+struct type_identity {
+  using type = T;
+};
+} // namespace detail
 
 /// Raw bytes (Python `bytes`). A distinct type so that it is never mistaken
 /// for text.
@@ -58,8 +75,10 @@ public:
   Value() = default;
   Value(std::nullptr_t) {}
   Value(bool b) : v_(b) {}
+  /// Any integer type. An unsigned value above INT64_MAX has no Value form:
+  /// it throws std::out_of_range (a misuse, checked up front).
   template <class I, class = std::enable_if_t<std::is_integral_v<I> && !std::is_same_v<I, bool>>>
-  Value(I i) : v_(static_cast<std::int64_t>(i)) {}
+  Value(I i) : v_(checked_int(i)) {}
   Value(double d) : v_(d) {}
   Value(float d) : v_(static_cast<double>(d)) {}
   Value(const char* s) : v_(std::string(s)) {}
@@ -88,23 +107,60 @@ public:
   bool is_dict() const noexcept { return kind() == Kind::dict; }
   bool is_ref() const noexcept { return kind() == Kind::ref; }
 
-  /// Accessors. PRECONDITION: the kind matches (else std::bad_variant_access).
-  bool as_bool() const { return std::get<bool>(v_); }
-  std::int64_t as_int() const { return std::get<std::int64_t>(v_); }
-  double as_double() const { return std::get<double>(v_); }
-  const std::string& as_string() const { return std::get<std::string>(v_); }
-  const Bytes& as_bytes() const { return std::get<Bytes>(v_); }
-  const List& as_list() const { return std::get<List>(v_); }
-  List& as_list() { return std::get<List>(v_); }
-  const Dict& as_dict() const { return std::get<Dict>(v_); }
-  Dict& as_dict() { return std::get<Dict>(v_); }
-  const Ref& as_ref() const { return std::get<Ref>(v_); }
+  /// Fast accessors: the contained value, by reference where it is stored.
+  /// PRECONDITION: the kind matches; otherwise they throw `ValueKindError`
+  /// naming the expected and the actual kind. `as_double()` also takes an
+  /// int (widened to double, rounded to nearest beyond 2^53). For a
+  /// conversion that reports a wrong kind as a value, use `as<T>()`.
+  /// Thread-safe as reads of a plain value.
+  bool as_bool() const { return *checked<bool>(Kind::boolean); }
+  std::int64_t as_int() const { return *checked<std::int64_t>(Kind::integer); }
+  double as_double() const {
+    if (auto* i = std::get_if<std::int64_t>(&v_))
+      return static_cast<double>(*i);
+    return *checked<double>(Kind::real);
+  }
+  const std::string& as_string() const { return *checked<std::string>(Kind::string); }
+  const Bytes& as_bytes() const { return *checked<Bytes>(Kind::bytes); }
+  const List& as_list() const { return *checked<List>(Kind::list); }
+  List& as_list() { return checked_mut<List>(Kind::list); }
+  const Dict& as_dict() const { return *checked<Dict>(Kind::dict); }
+  Dict& as_dict() { return checked_mut<Dict>(Kind::dict); }
+  const Ref& as_ref() const { return *checked<Ref>(Kind::ref); }
 
-  /// A number as double (int or double). PRECONDITION: is_int() || is_double().
-  double as_number() const { return is_int() ? static_cast<double>(as_int()) : as_double(); }
+  /// The same as `as_double()` (kept for existing callers).
+  double as_number() const { return as_double(); }
+
+  /// This value converted to `T` (see interop/value_convert.hpp for the
+  /// standard types and how to add your own). A wrong kind or a number out
+  /// of T's range is a `conversion` error; `where` is the path inside this
+  /// value (`[2]["when"]`). Never throws for a wrong kind.
+  template <class T>
+  Expected<T> as() const;
+
+  /// A Value made from `value` through `ValueConverter<T>::to_value`:
+  /// `Value::from(std::vector<int>{1, 2})`, `Value::from(my_struct)`.
+  template <class T>
+  static Value from(const T& value);
 
   /// The value under `key` in a dict, or nullptr (also when not a dict).
+  /// Prefer `get` / `get_or`, which cannot be dereferenced unchecked.
   const Value* find(std::string_view key) const;
+
+  /// The entry `key` of this dict converted to `T` (a copy of the Value by
+  /// default). Errors (`conversion`): this is not a dict (`where` empty);
+  /// the key is missing (`where` = `["key"]`); the entry does not convert
+  /// (`where` = `["key"]` followed by the path inside it).
+  template <class T = Value>
+  Expected<T> get(std::string_view key) const;
+
+  /// Like `get<T>(key)`, but a missing key gives `fallback`. A key that is
+  /// present but does not convert is still an error (never silently the
+  /// fallback); a null entry converts only if `T` takes null
+  /// (`std::optional`, `Value`). `T` is always spelled out:
+  /// `v.get_or<int>("retries", 3)`.
+  template <class T>
+  Expected<T> get_or(std::string_view key, typename detail::type_identity<T>::type fallback) const;
 
   /// Python-like rendering for messages and debugging: `{"a": [1, 2.5, b"x"]}`.
   std::string repr() const;
@@ -121,7 +177,47 @@ public:
   storage& data() noexcept { return v_; }
 
 private:
+  template <class I>
+  static std::int64_t checked_int(I i) {
+    if constexpr (std::is_unsigned_v<I> && sizeof(I) >= sizeof(std::int64_t)) {
+      if (i > static_cast<I>(std::numeric_limits<std::int64_t>::max()))
+        throw std::out_of_range("gk::Value: " + std::to_string(i) + " does not fit in int64");
+    }
+    return static_cast<std::int64_t>(i);
+  }
+  template <class S>
+  const S* checked(Kind expected) const {
+    if (auto* p = std::get_if<S>(&v_))
+      return p;
+    throw_kind_error(expected);
+  }
+  template <class S>
+  S& checked_mut(Kind expected) {
+    if (auto* p = std::get_if<S>(&v_))
+      return *p;
+    throw_kind_error(expected);
+  }
+  [[noreturn]] void throw_kind_error(Kind expected) const;
+
   storage v_;
 };
 
+/// Thrown by the fast accessors (`as_int()`, `as_string()`, ...) when the
+/// Value holds another kind: `expected int, got string`. A misuse (check
+/// `kind()` first, or use `as<T>()`, which returns the error as a value).
+class ValueKindError : public std::logic_error {
+public:
+  ValueKindError(Value::Kind expected, Value::Kind actual);
+  Value::Kind expected() const noexcept { return expected_; }
+  Value::Kind actual() const noexcept { return actual_; }
+
+private:
+  Value::Kind expected_;
+  Value::Kind actual_;
+};
+
 } // namespace gk
+
+// The conversion machinery needs a complete Value; it defines as<T>, from,
+// get and get_or.
+#include "gilkeeper/interop/value_convert.hpp"
