@@ -18,16 +18,29 @@
 
 namespace gk {
 
+std::string where_of(const std::string& label) {
+  // "call m:f", "call <T>.m", "import m", "getattr m:a": the part after the
+  // message type; nothing for eval, exec and batches.
+  auto space = label.find(' ');
+  if (space == std::string::npos || label.compare(0, 5, "batch") == 0)
+    return {};
+  return label.substr(space + 1);
+}
+
 Error deadline_error(int slot_state, const std::string& label) {
-  if (slot_state == ReplySlot::queued)
-    return Error::deadline(DeadlinePhase::queued, label + ": deadline passed while queued (it never ran)");
-  return Error::deadline(DeadlinePhase::soft, label + " ran past its deadline");
+  Error e = slot_state == ReplySlot::queued
+                ? Error::deadline(DeadlinePhase::queued, label + ": deadline passed while queued (it never ran)")
+                : Error::deadline(DeadlinePhase::soft, label + " ran past its deadline");
+  e.where = where_of(label);
+  return e;
 }
 
 Error cancelled_error(int slot_state, const std::string& label) {
-  if (slot_state == ReplySlot::queued)
-    return Error(ErrorCode::cancelled, label + ": cancelled while queued (it never ran)");
-  return Error(ErrorCode::cancelled, label + ": cancelled while running (it did not stop in time to say where)");
+  Error e(ErrorCode::cancelled, slot_state == ReplySlot::queued
+                                    ? label + ": cancelled while queued (it never ran)"
+                                    : label + ": cancelled while running (it did not stop in time to say where)");
+  e.where = where_of(label);
+  return e;
 }
 
 namespace {

@@ -127,6 +127,11 @@ inline Job release_job(std::uint64_t id, std::uint64_t epoch) {
   return job;
 }
 
+/// The target named by a request's label (`Error::where`): `m:f` of
+/// "call m:f", `<T>.m` of "call <T>.m", the module of "import m"; empty for
+/// eval, exec and batches.
+std::string where_of(const std::string& label);
+
 /// The error a caller gets when its deadline passes: phase `queued` when the
 /// job had not started, `soft` when it was running.
 Error deadline_error(int slot_state, const std::string& label);

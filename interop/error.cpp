@@ -53,7 +53,9 @@ std::string Error::to_string() const {
   if (!type.empty())
     out += type + ": ";
   out += message;
-  if (!where.empty() && code != ErrorCode::python_exception)
+  // The place, unless the message already names it ("call m:f ran past
+  // its deadline").
+  if (!where.empty() && code != ErrorCode::python_exception && message.find(where) == std::string::npos)
     out += " [" + where + "]";
   return out;
 }

@@ -102,12 +102,13 @@ struct Interpreter::Impl {
     return detail::RefContext{&table, &options.release_ref, &origin};
   }
 
-  // Converts a call's result: a Ref when asked, else a Value.
-  Expected<Value> result(detail::PyRef obj, bool want_ref) {
+  // Converts a call's result: a Ref when asked, else a Value. A Python
+  // error's `where` is the request's target (`where`).
+  Expected<Value> result(detail::PyRef obj, bool want_ref, const std::string& where) {
     if (!obj) {
       Error e = detail::fetch_python_error();
-      if (e.where.empty() && e.code == ErrorCode::python_exception)
-        e.where = origin;
+      if (e.where.empty() && e.code != ErrorCode::capability_denied)
+        e.where = where;
       return e;
     }
     if (want_ref)
@@ -243,6 +244,7 @@ Expected<std::unique_ptr<Interpreter>> Interpreter::start(InterpreterOptions opt
   if (police && !detail::activate_capabilities(*policy))
     return setup_failed("cannot activate the capability rules");
 
+  detail::interrupt_state().on_interrupted = impl->options.on_interrupted;
   impl->main_tstate = PyEval_SaveThread();
   return std::unique_ptr<Interpreter>(new Interpreter(std::move(impl)));
 }
@@ -252,10 +254,14 @@ void Interpreter::acquire_gil() {
 }
 
 void Interpreter::release_gil() {
+  // Going idle: an interrupted request's exception (and what its code
+  // built) goes now, after its caller was answered.
+  detail::drop_interrupted();
   impl_->main_tstate = PyEval_SaveThread();
 }
 
 void Interpreter::begin_request(std::uint64_t seq, const std::string& label, Deadline deadline) {
+  detail::drop_interrupted();
   auto& st = detail::interrupt_state();
   st.current = seq;
   st.label = label;
@@ -275,12 +281,14 @@ Expected<Value> Interpreter::run(const ImportRequest& r) {
     return bad_request("import: empty module name");
   detail::PyRef m = import_module(r.module);
   if (!m)
-    return impl_->result({}, false);
+    return impl_->result({}, false, r.module);
   return Value();
 }
 
 Expected<Value> Interpreter::run(const CallRequest& r) {
   auto& impl = *impl_;
+  // Made only on an error.
+  auto where = [&] { return r.self ? "<" + r.self.type_name() + ">" + (r.target.empty() ? "" : "." + r.target) : r.target; };
   detail::PyRef callable;
   if (r.self) {
     Error err;
@@ -303,13 +311,13 @@ Expected<Value> Interpreter::run(const CallRequest& r) {
     }
   }
   if (!callable)
-    return impl.result({}, false);
+    return impl.result({}, false, where());
 
   auto refs = impl.refs();
   Error err;
   detail::PyRef args = detail::PyRef::steal(PyTuple_New(static_cast<Py_ssize_t>(r.args.size())));
   if (!args)
-    return impl.result({}, false);
+    return impl.result({}, false, where());
   for (std::size_t i = 0; i < r.args.size(); ++i) {
     PyObject* a = detail::to_python(r.args[i], refs, "args[" + std::to_string(i) + "]", err);
     if (!a)
@@ -323,25 +331,25 @@ Expected<Value> Interpreter::run(const CallRequest& r) {
       return err;
     kwargs = std::move(d);
   }
-  return impl.result(detail::PyRef::steal(PyObject_Call(callable.get(), args.get(), kwargs.get())),
-                     r.want_ref);
+  detail::PyRef out = detail::PyRef::steal(PyObject_Call(callable.get(), args.get(), kwargs.get()));
+  return impl.result(std::move(out), r.want_ref, out ? std::string() : where());
 }
 
 Expected<Value> Interpreter::run(const EvalRequest& r) {
   detail::PyRef code = detail::PyRef::steal(Py_CompileString(r.expression.c_str(), "<eval>", Py_eval_input));
   if (!code)
-    return impl_->result({}, false);
+    return impl_->result({}, false, {});
   return impl_->result(
-      detail::PyRef::steal(PyEval_EvalCode(code.get(), impl_->main_dict, impl_->main_dict)), r.want_ref);
+      detail::PyRef::steal(PyEval_EvalCode(code.get(), impl_->main_dict, impl_->main_dict)), r.want_ref, {});
 }
 
 Expected<Value> Interpreter::run(const ExecRequest& r) {
   detail::PyRef code = detail::PyRef::steal(Py_CompileString(r.code.c_str(), "<exec>", Py_file_input));
   if (!code)
-    return impl_->result({}, false);
+    return impl_->result({}, false, {});
   detail::PyRef out = detail::PyRef::steal(PyEval_EvalCode(code.get(), impl_->main_dict, impl_->main_dict));
   if (!out)
-    return impl_->result({}, false);
+    return impl_->result({}, false, {});
   return Value();
 }
 
@@ -362,7 +370,8 @@ Expected<Value> Interpreter::run(const GetattrRequest& r) {
     if (m)
       obj = get_path(m.get(), t.path);
   }
-  return impl.result(std::move(obj), r.want_ref);
+  std::string where = obj ? std::string() : r.object ? "<" + r.object.type_name() + ">." + r.target : r.target;
+  return impl.result(std::move(obj), r.want_ref, where);
 }
 
 Expected<Value> Interpreter::run(const ReleaseRequest& r) {
@@ -455,6 +464,7 @@ std::vector<std::string> join_python_threads(std::chrono::nanoseconds grace) {
 
 ShutdownReport Interpreter::finalize(std::chrono::nanoseconds grace) {
   auto& impl = *impl_;
+  detail::interrupt_state().on_interrupted = nullptr;
   ShutdownReport report;
   for (auto& [id, e] : impl.table.entries())
     report.leaked_refs.push_back(LeakedRef{id, e.type_name, e.origin});

@@ -37,7 +37,9 @@ void ask_deadline_reaches_python(const std::string& isolation) {
   auto t0 = std::chrono::steady_clock::now();
   auto r = ask(rt, w, 10.0, Deadline::after(100ms));
   double told = test::ms_since(t0);
+  INFO("the asker was told after " << told << " ms");
   REQUIRE_FALSE(r.has_value());
+  INFO(r.error().to_string());
   CHECK(r.error().code == ErrorCode::deadline_exceeded);
   CHECK(told >= 95);
   CHECK(told < 400);

@@ -77,8 +77,11 @@ struct Error {
   std::string type;
   /// Formatted Python traceback (as `traceback.format_exception` gives it).
   std::string traceback;
-  /// Where: the value path for conversion errors, the rule for capability
-  /// denials, the target of the call otherwise.
+  /// Where: the value path for conversion errors (`result[2]["when"]`,
+  /// `args[0]`), the rule for capability denials; otherwise the target of
+  /// the request: `module:function` of a call, `<Type>.method` of a call on
+  /// a Ref, the module of an import, `module:attr` of a getattr; empty for
+  /// eval, exec and a batch as a whole (each call of a batch names its own).
   std::string where;
   /// For worker_crashed: the signal that killed the worker (0 if none).
   int signal = 0;
