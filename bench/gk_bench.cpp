@@ -39,6 +39,7 @@
 #include <functional>
 #include <future>
 #include <iostream>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -301,6 +302,33 @@ Result gk_thread_batch(int n) {
   return r;
 }
 
+// One plain thread keeping `inflight` requests in flight through futures:
+// a call is submitted for each one taken. Samples: each call's round trip.
+Result gk_future_inflight(int n, int inflight) {
+  gk::Runtime rt(bench_config());
+  for (int i = 0; i < 200; ++i)
+    must(rt.call("gk_benchmod:noop"));
+  std::deque<std::pair<gk::Future<gk::Value>, clock_type::time_point>> window;
+  auto submit = [&] { window.emplace_back(rt.call_async("gk_benchmod:noop"), clock_type::now()); };
+  Result r;
+  r.samples.reserve(static_cast<std::size_t>(n));
+  for (int i = 0; i < inflight; ++i)
+    submit();
+  auto t0 = clock_type::now();
+  for (int done = 0; done < n; ++done) {
+    auto [f, sent] = std::move(window.front());
+    window.pop_front();
+    must(f.get());
+    r.samples.push_back(us_since(sent));
+    if (done + inflight < n)
+      submit();
+  }
+  double seconds = us_since(t0) / 1e6;
+  r.extra["inflight"] = inflight;
+  r.extra["calls_per_s"] = static_cast<double>(n) / seconds;
+  return r;
+}
+
 // `clients` plain host threads calling one runtime for `seconds`.
 Result gk_thread_clients(int clients, double seconds) {
   gk::Runtime rt(bench_config());
@@ -471,6 +499,7 @@ int main(int argc, char** argv) {
       {"thread.actor.inflight1", [&] { return gk_actor_roundtrip(n, 1); }},
       {"thread.actor.inflight64", [&] { return gk_actor_roundtrip(n, 64); }},
       {"thread.batch1000", [&] { return gk_thread_batch(n); }},
+      {"thread.future.inflight1000", [&] { return gk_future_inflight(n, 1000); }},
       {"thread.clients32", [&] { return gk_thread_clients(32, seconds); }},
       {"process.roundtrip", [&] { return process_roundtrip(n, 0); }},
       {"process.bytes1MiB", [&] { return process_roundtrip(n, 1 << 20); }},
