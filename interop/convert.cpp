@@ -361,7 +361,13 @@ Error fetch_python_error() {
   PyRef t = PyRef::steal(type), v = PyRef::steal(value), b = PyRef::steal(tb);
   Error e(ErrorCode::python_exception, str_of(v.get()));
   e.type = v ? type_name(v.get()) : (t ? std::string(reinterpret_cast<PyTypeObject*>(t.get())->tp_name) : "?");
-  e.traceback = format_traceback(t.get(), v.get(), b.get());
+  // The soft interrupt's own exception, unchanged: its handler already made
+  // the traceback of where the code was (detail/stack_trace.hpp).
+  auto& interrupted = interrupt_state();
+  if (interrupted.raised && v.get() == interrupted.raised)
+    e.traceback = interrupted.raised_traceback;
+  else
+    e.traceback = format_traceback(t.get(), v.get(), b.get());
   PyObject* deadline_type = deadline_exceeded_type();
   if (deadline_type && t && PyObject_IsSubclass(t.get(), deadline_type) == 1) {
     e.code = ErrorCode::deadline_exceeded;

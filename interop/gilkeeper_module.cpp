@@ -9,6 +9,7 @@
 
 #include "interop/detail/py.hpp"
 #include "interop/detail/interrupt.hpp"
+#include "interop/detail/stack_trace.hpp"
 
 namespace gk::detail {
 
@@ -18,19 +19,45 @@ PyObject* g_deadline_exceeded = nullptr;
 PyObject* g_capability_denied = nullptr;
 PyObject* g_cancelled = nullptr;
 
-PyObject* py_interrupt(PyObject*, PyObject*) {
+// Raises `type(message)` in the interrupted code, whose innermost frame is
+// `frame`, and tells the runtime at once (InterruptState::on_interrupted)
+// with the traceback of where the code was: its caller need not wait for the
+// exception to unwind (except/finally blocks, freeing what the code built).
+void raise_interrupt(PyObject* type, ErrorCode code, const std::string& message, PyObject* frame) {
+  auto& st = interrupt_state();
+  PyRef exc = PyRef::steal(PyObject_CallFunction(type, "s", message.c_str()));
+  if (!exc)
+    return;  // that error (a MemoryError) is raised instead
+  Error e(code, message);
+  if (code == ErrorCode::deadline_exceeded)
+    e.phase = DeadlinePhase::soft;
+  e.type = type_name(exc.get());
+  e.traceback = format_stack_traceback(frame, e.type, message);
+  Py_XSETREF(st.raised, Py_NewRef(exc.get()));
+  st.raised_traceback = e.traceback;
+  if (st.on_interrupted) {
+    try {
+      st.on_interrupted(std::move(e));
+    } catch (...) {
+      // Nothing may unwind through Python's frames; the executor's own reply
+      // still answers the caller.
+    }
+  }
+  PyErr_SetObject(type, exc.get());
+}
+
+PyObject* py_interrupt(PyObject*, PyObject* args) {
   auto& st = interrupt_state();
   // Only the request the interrupt was aimed at is interrupted: a signal
   // that arrives late (its request already finished) is ignored here.
   InterruptReason reason = InterruptReason::deadline;
   if (st.current != 0 && consume_interrupt(st.current, reason)) {
-    if (reason == InterruptReason::cancelled) {
-      std::string msg = st.label + " was cancelled";
-      PyErr_SetString(g_cancelled, msg.c_str());
-    } else {
-      std::string msg = st.label + " ran past its deadline";
-      PyErr_SetString(g_deadline_exceeded, msg.c_str());
-    }
+    // A Python-level signal handler is called with (signum, frame).
+    PyObject* frame = PyTuple_Check(args) && PyTuple_GET_SIZE(args) >= 2 ? PyTuple_GET_ITEM(args, 1) : nullptr;
+    if (reason == InterruptReason::cancelled)
+      raise_interrupt(g_cancelled, ErrorCode::cancelled, st.label + " was cancelled", frame);
+    else
+      raise_interrupt(g_deadline_exceeded, ErrorCode::deadline_exceeded, st.label + " ran past its deadline", frame);
     return nullptr;
   }
   Py_RETURN_NONE;
@@ -103,7 +130,14 @@ PyObject* cancelled_type() {
   return g_cancelled;
 }
 
+void drop_interrupted() {
+  auto& st = interrupt_state();
+  Py_CLEAR(st.raised);
+  st.raised_traceback.clear();
+}
+
 void reset_module_types() {
+  drop_interrupted();
   Py_CLEAR(g_deadline_exceeded);
   Py_CLEAR(g_capability_denied);
   Py_CLEAR(g_cancelled);

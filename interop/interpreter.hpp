@@ -48,6 +48,14 @@ struct InterpreterOptions {
   /// (a worker process gets its epoch from the host, so that Refs of
   /// different workers never collide).
   std::uint64_t epoch = 0;
+  /// Called when a soft interrupt (a deadline, a cancel) raises in the
+  /// running request, with the error the request will fail with: code,
+  /// Python type, message and the traceback of where the code was. It runs
+  /// on the interpreter's thread inside the signal handler, with the GIL
+  /// held, before the exception unwinds; it must not call into Python or
+  /// block. The request's own error, when it unwinds uncaught, carries the
+  /// same traceback.
+  std::function<void(Error)> on_interrupted;
 };
 
 /// The interpreter. Not copyable. Thread-safety: owner thread only, except

@@ -122,7 +122,19 @@ struct InterruptState {
   std::uint64_t current = 0;  // the request running now (owner thread)
   std::string label;          // its name, for the exception message
   Deadline deadline;
+  // The exception the handler raised in the current request (strong; kept
+  // until the interpreter next starts a request or goes idle, so that what
+  // the interrupted code built is freed after its caller was answered), and
+  // the traceback of where the code was when it was raised.
+  PyObject* raised = nullptr;
+  std::string raised_traceback;
+  // Told the handler's error (code, type, message, traceback) as it raises
+  // it, on the interpreter's thread (InterpreterOptions::on_interrupted).
+  std::function<void(Error)> on_interrupted;
 };
 InterruptState& interrupt_state();
+/// Drops the exception the interrupt handler raised (InterruptState::raised),
+/// and with it what the interrupted code built. PRECONDITION: GIL held.
+void drop_interrupted();
 
 } // namespace gk::detail
