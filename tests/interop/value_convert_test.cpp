@@ -158,7 +158,8 @@ TEST_CASE("a nested conversion error names the full path inside the value", "[in
   auto e = error_of(v.as<std::vector<std::map<std::string, int>>>());
   CHECK(e.where == "[2][\"when\"]");
   CHECK(e.message == "[2][\"when\"]: expected int, got string");
-  CHECK(e.to_string() == "conversion: [2][\"when\"]: expected int, got string [[2][\"when\"]]");
+  // The place is said once: the message starts with it.
+  CHECK(e.to_string() == "conversion: [2][\"when\"]: expected int, got string");
 
   auto t = error_of(Value::list({1, Value::list({true, 2})}).as<std::tuple<int, std::pair<bool, bool>>>());
   CHECK(t.where == "[1][1]");
