@@ -335,3 +335,20 @@ TEST_CASE("pipeline stop() cancels what is queued and tells C++ stages through t
     std::this_thread::sleep_for(5ms);
   CHECK(saw_cancel.load());
 }
+
+TEST_CASE("a CAF actor's request to a worker hands it the deadline", "[workers][context][caf]") {
+  Runtime rt(test::test_config());
+  REQUIRE(rt.call("gk_testmod:identity", {1}).has_value());
+  auto w = spawn_worker(rt, [](const Value& seconds) {
+    return WorkerReply::python(CallRequest{"gk_testmod:sleep_for", {seconds}});
+  });
+  caf::scoped_actor self{rt.system()};
+  Expected<Value> out = Error(ErrorCode::internal, "no reply");
+  gk::request(self.ptr(), w, 100ms, Value(10.0))
+      .receive([&](Value& v) { out = std::move(v); }, [&](caf::error& e) { out = from_caf_error(e); });
+  REQUIRE_FALSE(out.has_value());
+  // The Python call ended with the request: the interpreter is free.
+  auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(rt.call("gk_testmod:identity", {2}, {}, RequestOptions::with_deadline(Deadline::after(5s))).has_value());
+  CHECK(test::ms_since(t0) < 100);
+}

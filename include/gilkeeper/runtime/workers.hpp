@@ -121,6 +121,18 @@ worker_actor spawn_worker_pool(Runtime& runtime, std::size_t n, ContextWorkerHan
 Expected<Value> ask(Runtime& runtime, const worker_actor& worker, Value input,
                     Deadline deadline = Deadline::after(std::chrono::seconds(30)));
 
+/// `self->request(worker, ...)` from a CAF actor that hands the worker its
+/// deadline (`timeout` from now) and, optionally, a cancel token: the
+/// worker's Python calls for this request end by then, or when `cancel` is
+/// cancelled. The requester stops waiting at the same time
+/// (`sec::request_timeout`).
+template <class Self, class Rep, class Period>
+auto request(Self* self, const worker_actor& worker, std::chrono::duration<Rep, Period> timeout, Value input,
+             CancelToken cancel = CancelToken::none()) {
+  RequestContext context{Deadline::after(timeout), std::move(cancel)};
+  return self->request(worker, timeout, std::move(input), std::move(context));
+}
+
 /// Asks a worker without waiting: the Future gets the reply, and its
 /// cancel() cancels the request and the Python call made for it.
 /// Thread-safe.
