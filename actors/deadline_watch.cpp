@@ -23,8 +23,9 @@ void ReplySlot::abandon() {
     watch_->forget(*this);
 }
 
-std::shared_ptr<DeadlineWatch> DeadlineWatch::start(std::chrono::nanoseconds verdict_wait) {
-  std::shared_ptr<DeadlineWatch> w(new DeadlineWatch(verdict_wait));
+std::shared_ptr<DeadlineWatch> DeadlineWatch::start(std::chrono::nanoseconds prompt_wait,
+                                                    std::chrono::nanoseconds verdict_wait) {
+  std::shared_ptr<DeadlineWatch> w(new DeadlineWatch(prompt_wait, verdict_wait));
   w->self_ = w;
   w->thread_ = std::thread([raw = w.get()] { raw->run(); });
   return w;
@@ -71,7 +72,7 @@ bool DeadlineWatch::cancel(ReplySlot& slot) {
       entries_.erase(it);
       e.cancelled = true;
       e.extended = true;
-      Key key{clock::now() + kInterruptedReplyWait, ++next_key_};
+      Key key{clock::now() + prompt_wait_, ++next_key_};
       slot.watch_key_ = key.second;
       slot.watch_at_ = key.first;
       entries_.emplace(key, std::move(e));
@@ -165,7 +166,7 @@ void DeadlineWatch::run() {
     }
     if (!e.extended && e.slot->state() == ReplySlot::running) {
       // Give the interrupted request a moment to answer with where it was.
-      auto wait = e.patience == Patience::prompt ? std::chrono::nanoseconds(kInterruptedReplyWait) : verdict_wait_;
+      auto wait = e.patience == Patience::prompt ? prompt_wait_ : verdict_wait_;
       Key key{now + wait, ++next_key_};
       e.slot->watch_key_ = key.second;
       e.slot->watch_at_ = key.first;

@@ -10,7 +10,8 @@
 ///   never runs: its slot is claimed, so the executor skips it);
 /// - a running request is given a short wait for its own interrupted reply,
 ///   which carries the Python type and traceback of where the code was
-///   (`Patience::prompt`, 1 ms: synchronous callers and actors), or the
+///   (`Patience::prompt`, `[timeouts] interrupted_reply_wait`, 1.5 ms by
+///   default: synchronous callers and actors), or the
 ///   grace period in which the runtime reaches its own verdict, a soft
 ///   interrupt or a kill (`Patience::verdict`: pipelines, where a record's
 ///   full outcome is worth more than a prompt answer); then it answers
@@ -39,18 +40,18 @@ namespace gk {
 /// (a batch whose calls have deadlines of their own).
 enum class Patience : std::uint8_t { prompt, verdict, queue };
 
-/// How long `Patience::prompt` waits for a running request's interrupted
-/// reply. A soft interrupt takes about 0.2 ms, so this keeps the caller
-/// within ~1 ms of its deadline while usually reporting where the code was.
-inline constexpr std::chrono::microseconds kInterruptedReplyWait{1000};
-
 class DeadlineWatch {
 public:
   using clock = std::chrono::steady_clock;
 
-  /// Starts the watch's thread. `verdict_wait` is how long
-  /// `Patience::verdict` waits past a running request's deadline.
-  static std::shared_ptr<DeadlineWatch> start(std::chrono::nanoseconds verdict_wait);
+  /// Starts the watch's thread. `prompt_wait` is how long
+  /// `Patience::prompt` waits past a running request's deadline for its
+  /// interrupted reply (`[timeouts] interrupted_reply_wait`), `verdict_wait`
+  /// how long `Patience::verdict` waits.
+  static std::shared_ptr<DeadlineWatch> start(std::chrono::nanoseconds prompt_wait,
+                                              std::chrono::nanoseconds verdict_wait);
+  /// How long `Patience::prompt` waits past a deadline.
+  std::chrono::nanoseconds prompt_wait() const noexcept { return prompt_wait_; }
   ~DeadlineWatch();
   DeadlineWatch(const DeadlineWatch&) = delete;
   DeadlineWatch& operator=(const DeadlineWatch&) = delete;
@@ -70,7 +71,7 @@ public:
   /// Stops watching a slot (its reply was delivered). Cheap when not watched.
   void forget(ReplySlot& slot);
   /// For a caller that waits with `Patience::prompt` and woke at its
-  /// deadline plus kInterruptedReplyWait: answers the slot now, by the same
+  /// deadline plus prompt_wait(): answers the slot now, by the same
   /// rule as the watch's thread, when nothing answered it yet. The caller is
   /// then told without waiting for the watch's thread to be scheduled.
   void settle(ReplySlot& slot);
@@ -81,7 +82,8 @@ public:
   void stop();
 
 private:
-  explicit DeadlineWatch(std::chrono::nanoseconds verdict_wait) : verdict_wait_(verdict_wait) {}
+  DeadlineWatch(std::chrono::nanoseconds prompt_wait, std::chrono::nanoseconds verdict_wait)
+    : prompt_wait_(prompt_wait), verdict_wait_(verdict_wait) {}
   void run();
 
   struct Entry {
@@ -94,6 +96,7 @@ private:
   };
   using Key = std::pair<clock::time_point, std::uint64_t>;
 
+  const std::chrono::nanoseconds prompt_wait_;
   const std::chrono::nanoseconds verdict_wait_;
   std::weak_ptr<DeadlineWatch> self_;
   mutable std::mutex m_;

@@ -162,6 +162,8 @@ private:
     options.interrupt_signal = config_.runtime.interrupt_signal;
     options.capabilities = config_.capabilities;
     options.epoch = options_.epoch;
+    if (options_.answer_at_interrupt)
+      options.on_interrupted = [this](Error e) { answer_interrupted(std::move(e)); };
     std::weak_ptr<ThreadExecutor> weak = self;
     if (!options_.host_owned_refs)
       options.release_ref = [weak](std::uint64_t id, std::uint64_t epoch) {
@@ -250,7 +252,11 @@ private:
       if (job.slot && job.slot->cancel_requested())
         cancel(job.slot);
     }
+    // A batch is answered when it returns: its reply holds every call's result.
+    interrupted_job_ = std::holds_alternative<BatchRequest>(job.request) ? nullptr : &job;
+    interrupted_deadline_ = deadline;
     AnyReply reply = dispatch(job);
+    interrupted_job_ = nullptr;
     if (!per_call) {
       interp_->end_request();
       disarm();
@@ -271,6 +277,21 @@ private:
   }
 
   void finish(Job& job, AnyReply&& reply) { detail::reply_to(stats_, job, std::move(reply)); }
+
+  // A soft interrupt (deadline, cancel, shutdown) raised in the running
+  // request: its caller is answered now, with where the code was, by the
+  // rules of the request's own reply (run_job), which then finds the slot
+  // done. On this thread, inside dispatch, from the signal handler.
+  void answer_interrupted(Error e) {
+    Job* job = interrupted_job_;
+    if (!job || !job->slot)
+      return;
+    if (e.where.empty())
+      e.where = where_of(job->label);
+    Expected<Value> reply(std::move(e));
+    stopped_by_shutdown(reply, interrupted_deadline_, clock::now(), "", job->label);
+    job->slot->complete(std::move(reply));
+  }
 
   AnyReply dispatch(Job& job) {
     return std::visit(overloaded{[&](BatchRequest& b) -> AnyReply { return run_batch(b, job); },
@@ -592,6 +613,10 @@ private:
   std::atomic<std::uint64_t> wedged_count_{0};
   std::atomic<std::size_t> live_refs_{0};
   std::uint64_t seq_ = 0;
+  // The request running now when an interrupt may answer it early (not a
+  // batch), and its deadline. Interpreter thread only.
+  Job* interrupted_job_ = nullptr;
+  Deadline interrupted_deadline_;
   detail::StatsCollector stats_;
 
   std::promise<ShutdownReport> finished_;

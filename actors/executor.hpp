@@ -192,6 +192,12 @@ struct ThreadExecutorOptions {
   /// kStuckExitStatus instead of wedging it, so that a call stuck inside a
   /// batch is cut off at its own hard deadline, not at the batch's bound.
   bool exit_when_stuck = false;
+  /// Answers an interrupted request's caller from the soft interrupt itself,
+  /// with the Python type and the traceback of where the code was, before
+  /// the exception unwinds (except/finally blocks, freeing what the code
+  /// built). Off in a worker process: its reply must mean that its
+  /// interpreter is free again (the host sends the next request at once).
+  bool answer_at_interrupt = true;
 };
 
 /// The exit status of a worker process that ended itself because a call

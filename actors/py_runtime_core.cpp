@@ -18,7 +18,7 @@ public:
   AnyReply wait(const Deadline& deadline, DeadlineWatch* watch) {
     std::unique_lock<std::mutex> lk(m_);
     auto ready = [&] { return reply_.has_value(); };
-    if (watch && deadline.is_finite() && !cv_.wait_until(lk, deadline.when() + kInterruptedReplyWait, ready)) {
+    if (watch && deadline.is_finite() && !cv_.wait_until(lk, deadline.when() + watch->prompt_wait(), ready)) {
       lk.unlock();
       watch->settle(*this);
       lk.lock();
@@ -87,7 +87,8 @@ PyRuntime::PyRuntime(std::shared_ptr<Executor> executor, const Config& config, W
   // A pipeline waits for the runtime's verdict: a soft interrupt, or the
   // kill `grace` after the deadline; then a margin for the kill's reply.
   if (watch == Watch::on)
-    watch_ = DeadlineWatch::start(config.timeouts.grace + std::chrono::milliseconds(100));
+    watch_ = DeadlineWatch::start(config.timeouts.interrupted_reply_wait,
+                                  config.timeouts.grace + std::chrono::milliseconds(100));
 }
 
 PyRuntime::~PyRuntime() {

@@ -92,6 +92,7 @@ int run_worker(int fd, int parent) {
   options.epoch = setup.epoch;
   options.host_owned_refs = true;
   options.exit_when_stuck = true;
+  options.answer_at_interrupt = false;
   auto executor = start_thread_executor(config, options);
   if (!executor) {
     auto f = wire::encode_ready(executor.error(), getpid());

@@ -41,6 +41,7 @@
 #include <iostream>
 #include <deque>
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <spawn.h>
@@ -447,6 +448,49 @@ Result gk_deadline(int n, const std::string& target, bool interrupt_latency) {
   return r;
 }
 
+// How late the caller of a soft deadline is told, and how often its error
+// carries the Python type and traceback (`with_traceback`), with the default
+// `[timeouts] interrupted_reply_wait`: 5 ms deadlines on loops that allocate
+// (a growing list of lists, a list comprehension of strings), a pure loop and
+// time.sleep, in turn. `fresh`: the first interrupt of each of `n` fresh
+// runtimes (a growing list of lists, the module imported first).
+Result soft_traceback(int n, bool fresh) {
+  static const char* kLoops[] = {"gk_benchmod:grow_lists_until_interrupted", "gk_benchmod:build_strs_until_interrupted",
+                                 "gk_benchmod:loop_until_interrupted", "gk_benchmod:sleep_until_interrupted"};
+  Result r;
+  int with_traceback = 0, queued = 0;
+  std::optional<gk::Runtime> rt;
+  for (int i = 0; i < n; ++i) {
+    if (fresh || !rt) {
+      rt.reset();
+      rt.emplace(bench_config());
+      must(rt->call("gk_benchmod:noop"));  // the module is imported
+    }
+    std::string target = fresh ? kLoops[0] : kLoops[i % 4];
+    auto deadline = gk::Deadline::after(std::chrono::milliseconds(5));
+    auto v = rt->call(target, {}, {}, gk::RequestOptions::with_deadline(deadline));
+    double late_us = std::chrono::duration<double, std::micro>(clock_type::now() - deadline.when()).count();
+    if (v || v.error().code != gk::ErrorCode::deadline_exceeded) {
+      std::cerr << "iteration " << i << ": expected deadline_exceeded, got "
+                << (v ? std::string("a value") : v.error().to_string()) << "\n";
+      std::exit(1);
+    }
+    if (v.error().phase == gk::DeadlinePhase::queued && queued < n) {
+      ++queued;  // a loaded machine started it after its budget: go again
+      --i;
+      continue;
+    }
+    r.samples.push_back(late_us);
+    auto function = target.substr(target.find(':') + 1);
+    if (v.error().type == "gilkeeper.DeadlineExceeded"
+        && v.error().traceback.find(", in " + function + "\n") != std::string::npos)
+      ++with_traceback;
+  }
+  r.extra["with_traceback"] = with_traceback;
+  r.extra["missed_queued"] = queued;
+  return r;
+}
+
 // -- output -------------------------------------------------------------------
 
 void print(const std::string& figure, const Result& r) {
@@ -522,6 +566,8 @@ int main(int argc, char** argv) {
       {"deadline.told_late.sleep", [&] { return gk_deadline(n, "gk_benchmod:sleep_until_interrupted", false); }},
       {"deadline.interrupt.loop", [&] { return gk_deadline(n, "gk_benchmod:loop_until_interrupted", true); }},
       {"deadline.interrupt.sleep", [&] { return gk_deadline(n, "gk_benchmod:sleep_until_interrupted", true); }},
+      {"deadline.traceback.told_late", [&] { return soft_traceback(n, false); }},
+      {"deadline.traceback.first", [&] { return soft_traceback(n, true); }},
   };
   if (figure == "--list") {
     for (auto& [name, fn] : figures)

@@ -204,12 +204,15 @@ private:
     TimeoutsConfig& timeouts = config_.timeouts;
     in_.for_each_entry(
         table, path,
-        {"default", "import", "call", "eval", "exec", "getattr", "batch", "grace", "targets"},
+        {"default", "import", "call", "eval", "exec", "getattr", "batch", "grace", "interrupted_reply_wait",
+         "targets"},
         [&](std::string_view name, const toml::node& value, const std::string& key) {
           if (name == "default")
             timeouts.default_timeout = in_.timeout(value, key);
           else if (name == "grace")
             timeouts.grace = in_.duration(value, key);
+          else if (name == "interrupted_reply_wait")
+            timeouts.interrupted_reply_wait = in_.duration(value, key);
           else if (name == "targets")
             read_targets(in_.table(value, key), key);
           else

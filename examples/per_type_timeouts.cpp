@@ -3,13 +3,26 @@
 
 #include <chrono>
 #include <iostream>
+#include <string>
 #include <thread>
 
 namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-// Prints what happened and how long the caller waited.
+// The innermost "File ..., line N, in f" of a traceback, and its source line.
+std::string innermost_frame(const std::string& traceback) {
+  auto at = traceback.rfind("  File ");
+  if (at == std::string::npos)
+    return "";
+  std::string frame = traceback.substr(at + 2);
+  // Up to the exception's own line (the last one).
+  auto last = frame.rfind('\n', frame.size() - 2);
+  return last == std::string::npos ? frame : frame.substr(0, last + 1);
+}
+
+// Prints what happened, how long the caller waited and, for an interrupted
+// call, where its Python code was.
 bool show(const char* what, clock_type::time_point t0, const gk::Expected<gk::Value>& r,
           gk::DeadlinePhase expected_phase) {
   auto ms = std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
@@ -20,7 +33,14 @@ bool show(const char* what, clock_type::time_point t0, const gk::Expected<gk::Va
     return expected_phase == gk::DeadlinePhase::none;
   }
   std::cout << r.error().to_string() << "\n";
-  return r.error().code == gk::ErrorCode::deadline_exceeded && r.error().phase == expected_phase;
+  bool ok = r.error().code == gk::ErrorCode::deadline_exceeded && r.error().phase == expected_phase;
+  if (expected_phase == gk::DeadlinePhase::soft) {
+    // An interrupted call says where its code was: the Python type and traceback.
+    std::string frame = innermost_frame(r.error().traceback);
+    std::cout << "    interrupted at " << (frame.empty() ? "(no traceback)\n" : frame);
+    ok = ok && r.error().type == "gilkeeper.DeadlineExceeded" && !frame.empty();
+  }
+  return ok;
 }
 
 } // namespace

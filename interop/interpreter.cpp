@@ -233,6 +233,21 @@ Expected<std::unique_ptr<Interpreter>> Interpreter::start(InterpreterOptions opt
   if (!import_module("traceback"))
     PyErr_Clear();
 
+  // The cyclic GC cannot be interrupted: a signal that arrives during a pass
+  // is handled after it. Start-up leaves thousands of young objects behind,
+  // so the first collections of an allocating request would scan them (the
+  // first soft interrupt of a fresh runtime came >1 ms late that way); collect
+  // them now, and freeze what survives (modules, classes, functions that live
+  // as long as the interpreter), so that no later full pass scans it again
+  // (0.4-1.2 ms per pass on the 2-core test machine).
+  detail::PyRef gc_module = import_module("gc");
+  detail::PyRef collected = gc_module ? detail::PyRef::steal(PyObject_CallMethod(gc_module.get(), "collect", nullptr))
+                                      : detail::PyRef();
+  detail::PyRef frozen = collected ? detail::PyRef::steal(PyObject_CallMethod(gc_module.get(), "freeze", nullptr))
+                                   : detail::PyRef();
+  if (!frozen)
+    PyErr_Clear();
+
   detail::PyRef main_module = import_module("__main__");
   if (!main_module)
     return setup_failed("cannot import __main__");
@@ -254,14 +269,10 @@ void Interpreter::acquire_gil() {
 }
 
 void Interpreter::release_gil() {
-  // Going idle: an interrupted request's exception (and what its code
-  // built) goes now, after its caller was answered.
-  detail::drop_interrupted();
   impl_->main_tstate = PyEval_SaveThread();
 }
 
 void Interpreter::begin_request(std::uint64_t seq, const std::string& label, Deadline deadline) {
-  detail::drop_interrupted();
   auto& st = detail::interrupt_state();
   st.current = seq;
   st.label = label;
@@ -274,6 +285,10 @@ void Interpreter::end_request() {
   st.current = 0;
   st.deadline = Deadline{};
   detail::clear_interrupt();
+  // The interrupted exception, and what the code built that its frames
+  // hold, goes here: after an early answer to the caller (on_interrupted),
+  // and before the next request's time starts.
+  detail::drop_interrupted();
 }
 
 Expected<Value> Interpreter::run(const ImportRequest& r) {

@@ -29,6 +29,16 @@ def sleep_until_interrupted():
         raise
 
 
+def grow_lists_until_interrupted():
+    kept = []
+    while True:
+        kept.append([0] * 10)
+
+
+def build_strs_until_interrupted():
+    return [str(i) for i in range(10**8)]
+
+
 def last_caught():
     return caught_at[-1] if caught_at else None
 

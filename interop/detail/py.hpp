@@ -123,9 +123,9 @@ struct InterruptState {
   std::string label;          // its name, for the exception message
   Deadline deadline;
   // The exception the handler raised in the current request (strong; kept
-  // until the interpreter next starts a request or goes idle, so that what
-  // the interrupted code built is freed after its caller was answered), and
-  // the traceback of where the code was when it was raised.
+  // until the request ends, so that what the interrupted code built is freed
+  // after its caller was answered), and the traceback of where the code was
+  // when it was raised.
   PyObject* raised = nullptr;
   std::string raised_traceback;
   // Told the handler's error (code, type, message, traceback) as it raises

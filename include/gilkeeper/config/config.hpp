@@ -85,6 +85,14 @@ struct TimeoutsConfig {
   /// before the runtime declares itself wedged (thread) or kills the child
   /// (process).
   std::chrono::nanoseconds grace = std::chrono::seconds(2);
+  /// `[timeouts].interrupted_reply_wait`: how long past its deadline a
+  /// caller waiting on a running call (`Runtime::call` and friends, an
+  /// actor's request) waits for the call's own interrupted error, which
+  /// carries the Python type and the traceback of where the code was,
+  /// before it is told `deadline_exceeded` without them (native code that
+  /// holds the GIL never answers). The bound on how late such a caller is
+  /// told.
+  std::chrono::nanoseconds interrupted_reply_wait = std::chrono::microseconds(1500);
   /// `[timeouts.targets]`: keyed by `"module:function"`.
   std::map<std::string, Timeout> targets;
 };
