@@ -25,11 +25,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// How many crashes (or failed starts) in `kCrashWindow` make the pool
-// degraded, and for how long it then refuses work.
-constexpr int kMaxCrashes = 5;
-constexpr auto kCrashWindow = 10s;
-
 } // namespace
 
 ProcessExecutor::ProcessExecutor(const Config& config, std::string worker)
@@ -169,38 +164,46 @@ void ProcessExecutor::count_restart(const std::string& cause) {
   restarts_[cause]++;
 }
 
-// A crash or failed start: back off, and after too many, refuse work.
-void ProcessExecutor::crashed(const std::string& what) {
-  auto now = clock::now();
-  crash_times_.push_back(now);
-  while (!crash_times_.empty() && now - crash_times_.front() > kCrashWindow)
-    crash_times_.pop_front();
+// After a crash or a failed start the next child is started later, the
+// more so the more failures in a row (a reply resets it): never a hot loop.
+void ProcessExecutor::back_off() {
   consecutive_crashes_++;
   auto backoff = std::min<std::chrono::milliseconds>(2000ms, 50ms * (1 << std::min(consecutive_crashes_, 6)));
-  next_spawn_ = now + backoff;
-  if (static_cast<int>(crash_times_.size()) >= kMaxCrashes) {
-    std::deque<Job> refused;
-    {
-      std::lock_guard<std::mutex> lk(mutex_);
-      degraded_until_ = now + kCrashWindow;
-      degraded_reason_ = "degraded: worker processes keep failing (" + std::to_string(crash_times_.size())
-                         + " in the last 10s; last: " + what + "); requests are refused for 10s";
-      refused.swap(queue_);
-      // Release jobs wait for better times; they carry no caller.
-      for (auto& j : refused)
-        if (!j.slot)
-          queue_.push_back(std::move(j));
-    }
+  next_spawn_ = clock::now() + backoff;
+}
+
+// A child that did not start: nothing but the pool explains it.
+void ProcessExecutor::failed_start(const std::string& what) {
+  back_off();
+  if (breaker_.failed_start(clock::now()))
+    degrade(what);
+}
+
+// Too many failures that count (CrashBreaker): refuse work for a while.
+void ProcessExecutor::degrade(const std::string& what) {
+  auto now = clock::now();
+  const auto& rc = config_.runtime;
+  std::deque<Job> refused;
+  {
+    std::lock_guard<std::mutex> lk(mutex_);
+    degraded_until_ = now + rc.degraded_for;
+    degraded_reason_ = "degraded: worker processes keep failing (" + breaker_.describe_degraded() + "; last: " + what
+                       + "); requests are refused for " + format_duration(rc.degraded_for);
+    refused.swap(queue_);
+    // Release jobs wait for better times; they carry no caller.
     for (auto& j : refused)
-      detail::refuse(stats_, j, Error(ErrorCode::degraded, j.label + ": " + degraded_reason_));
-    crash_times_.clear();
-    next_spawn_ = degraded_until_;
+      if (!j.slot)
+        queue_.push_back(std::move(j));
   }
+  for (auto& j : refused)
+    detail::refuse(stats_, j, Error(ErrorCode::degraded, j.label + ": " + degraded_reason_));
+  next_spawn_ = degraded_until_;
 }
 
 void ProcessExecutor::fail_job(Child& c, Error e) {
   if (!c.job)
     return;
+  held_back_.erase(c.job_id);  // the whole request fails, held-back calls too
   auto& job = *c.job;
   detail::refuse(stats_, job, std::move(e));
   c.job.reset();
@@ -222,7 +225,7 @@ void ProcessExecutor::child_died(Child& c) {
     std::string why = startup_error_.empty() ? how : startup_error_;
     startup_error_.clear();
     count_restart("failed_start");
-    crashed("a worker failed to start: " + why);
+    failed_start("a worker failed to start: " + why);
     return;
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == kStuckExitStatus) {
@@ -237,13 +240,21 @@ void ProcessExecutor::child_died(Child& c) {
     count_restart("hard_deadline");
     return;
   }
+  // Poison or pool? A repeat of a call that crashed before does not count
+  // toward degraded, and may put that call in quarantine.
+  CrashVerdict verdict = breaker_.crashed(c.job ? &c.job->request : nullptr, e, how, clock::now());
   if (c.job) {
     e.message = c.job->label + ": " + e.message;
     e.where = c.job->label;
   }
+  if (verdict.quarantined)
+    e.message += "; this call (the same target and arguments) crashed its worker " + std::to_string(verdict.crashes)
+                 + " times: it is quarantined for " + format_duration(config_.runtime.quarantine_for);
+  count_restart("crashed");  // before the caller hears of it, so that its stats() shows the crash
   fail_job(c, e);
-  count_restart("crashed");
-  crashed(e.message);
+  back_off();
+  if (verdict.degraded)
+    degrade(e.message);
 }
 
 // Kills the child of a call that is still running `grace` after its
@@ -280,7 +291,7 @@ void ProcessExecutor::replenish() {
   std::size_t want = workers_ + (config_.runtime.spare ? 1 : 0);
   while (alive < want) {
     if (Error e = spawn_child()) {
-      crashed(e.message);
+      failed_start(e.message);
       return;
     }
     alive++;
@@ -358,7 +369,7 @@ void ProcessExecutor::loop() {
       else if (c.state == Child::State::starting && now >= c.started + kStartTimeout) {
         reap(c);
         count_restart("failed_start");
-        crashed("a worker did not start within 30s");
+        failed_start("a worker did not start within 30s");
       }
     }
     auto before = children_.size();

@@ -121,7 +121,8 @@ private:
     in_.for_each_entry(
         table, path,
         {"isolation", "workers", "scheduler_threads", "interrupt_signal", "spare", "max_calls",
-         "max_memory", "shutdown_grace", "limits"},
+         "max_memory", "shutdown_grace", "quarantine_after", "quarantine_for", "quarantine_size",
+         "degraded_after", "crash_window", "degraded_for", "limits"},
         [&](std::string_view name, const toml::node& value, const std::string& key) {
           if (name == "isolation") {
             runtime.isolation = in_.choice<Isolation>(
@@ -142,6 +143,19 @@ private:
             runtime.max_memory = read_size(value, key, 0);
           } else if (name == "shutdown_grace") {
             runtime.shutdown_grace = in_.duration(value, key);
+          } else if (name == "quarantine_after") {
+            runtime.quarantine_after = static_cast<int>(in_.integer(value, key, 0, 1000));
+          } else if (name == "quarantine_for") {
+            runtime.quarantine_for = read_positive_duration(value, key);
+          } else if (name == "quarantine_size") {
+            runtime.quarantine_size =
+                static_cast<std::uint64_t>(in_.integer(value, key, 1, 1000000));
+          } else if (name == "degraded_after") {
+            runtime.degraded_after = static_cast<int>(in_.integer(value, key, 1, 1000));
+          } else if (name == "crash_window") {
+            runtime.crash_window = read_positive_duration(value, key);
+          } else if (name == "degraded_for") {
+            runtime.degraded_for = read_positive_duration(value, key);
           } else {
             read_limits(in_.table(value, key), key);
           }
@@ -179,6 +193,18 @@ private:
     if (i->get() < 0 || i->get() > max)
       in_.fail(value.source(), key, expected + std::to_string(i->get()));
     return static_cast<int>(i->get());
+  }
+
+  /// A duration above zero (a window or a period of zero would switch its
+  /// rule off unannounced).
+  std::chrono::nanoseconds read_positive_duration(const toml::node& value,
+                                                  const std::string& key) const {
+    const std::chrono::nanoseconds d = in_.duration(value, key);
+    if (d.count() <= 0)
+      in_.fail(value.source(), key,
+               "expected a duration above zero like \"10s\", got " +
+                   in_quotes(value.as_string()->get()));
+    return d;
   }
 
   std::uint64_t read_size(const toml::node& value, const std::string& key,

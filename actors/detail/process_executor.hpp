@@ -5,6 +5,7 @@
 // actors/detail/process_dispatch.cpp.
 
 #include "actors/executor.hpp"
+#include "actors/detail/crash_breaker.hpp"
 #include "actors/detail/stats_collector.hpp"
 #include "actors/detail/worker_child.hpp"
 
@@ -20,6 +21,7 @@
 #include <string>
 #include <thread>
 #include <unistd.h>
+#include <unordered_map>
 #include <vector>
 
 namespace gk::detail {
@@ -31,6 +33,7 @@ public:
 
   Error start();
   void submit(Job job, SubmitKey) override { enqueue(std::move(job)); }
+  void cancel(const std::shared_ptr<ReplySlot>& slot) override;
   Stats stats() const override;
   std::uint64_t capability_denials() const override { return denials_.load(); }
   ShutdownReport shutdown(std::chrono::nanoseconds grace) override;
@@ -51,7 +54,9 @@ private:
   Error spawn_child();
   void publish_pids();
   void count_restart(const std::string& cause);
-  void crashed(const std::string& what);
+  void back_off();
+  void failed_start(const std::string& what);
+  void degrade(const std::string& what);
   void fail_job(Child& c, Error e);
   void child_died(Child& c);
   void hard_kill(Child& c);
@@ -63,6 +68,7 @@ private:
   // -- traffic with the children (process_dispatch.cpp) -----------------------
 
   void remember_module(const AnyRequest& r);
+  void send_cancels();
   Child* child_for_epoch(std::uint64_t epoch);
   void dispatch();
   void adopt_refs(Value& v);
@@ -77,6 +83,8 @@ private:
 
   mutable std::mutex mutex_;
   std::deque<Job> queue_;
+  // Cancelled requests to interrupt in their worker (see cancel()).
+  std::vector<std::shared_ptr<ReplySlot>> cancels_;
   bool stopping_ = false;
   std::chrono::nanoseconds shutdown_grace_{0};
   clock::time_point degraded_until_{};
@@ -88,7 +96,9 @@ private:
   std::vector<Child> children_;
   std::uint64_t next_epoch_ = (std::uint64_t{1} << 32) + static_cast<std::uint64_t>(getpid()) * 100000;
   std::uint64_t next_request_id_ = 0;
-  std::deque<clock::time_point> crash_times_;
+  CrashBreaker breaker_{config_.runtime};
+  // Quarantined calls held back from a batch sent under this request id.
+  std::unordered_map<std::uint64_t, HeldBack> held_back_;
   int consecutive_crashes_ = 0;
   clock::time_point next_spawn_{};
   std::string startup_error_;

@@ -490,3 +490,55 @@ TEST_CASE("errors in a loaded file name that file", "[config][errors]") {
   }
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("the crash breaker's thresholds have the documented defaults and can be set", "[config]") {
+  const gk::RuntimeConfig defaults = gk::parse_config("", "job.toml").runtime;
+  CHECK(defaults.quarantine_after == 2);
+  CHECK(defaults.quarantine_for == 10min);
+  CHECK(defaults.quarantine_size == 1024u);
+  CHECK(defaults.degraded_after == 5);
+  CHECK(defaults.crash_window == 10s);
+  CHECK(defaults.degraded_for == 10s);
+
+  const gk::RuntimeConfig set = gk::parse_config(R"([runtime]
+isolation = "process"
+quarantine_after = 0
+quarantine_for = "1h"
+quarantine_size = 64
+degraded_after = 20
+crash_window = "1m"
+degraded_for = "2.5s"
+)",
+                                                 "job.toml")
+                                    .runtime;
+  CHECK(set.quarantine_after == 0);
+  CHECK(set.quarantine_for == 1h);
+  CHECK(set.quarantine_size == 64u);
+  CHECK(set.degraded_after == 20);
+  CHECK(set.crash_window == 1min);
+  CHECK(set.degraded_for == 2500ms);
+}
+
+TEST_CASE("a bad crash breaker value names file, line, column, key and what was expected",
+          "[config][errors]") {
+  CHECK(error_of("[runtime]\nquarantine_after = -1\n") ==
+        "job.toml:2:20: runtime.quarantine_after: expected an integer from 0 to 1000, got -1");
+  CHECK(error_of("[runtime]\nquarantine_after = \"2\"\n") ==
+        "job.toml:2:20: runtime.quarantine_after: expected an integer, got a string");
+  CHECK(error_of("[runtime]\ndegraded_after = 0\n") ==
+        "job.toml:2:18: runtime.degraded_after: expected an integer from 1 to 1000, got 0");
+  CHECK(error_of("[runtime]\nquarantine_size = 0\n") ==
+        "job.toml:2:19: runtime.quarantine_size: expected an integer from 1 to 1000000, got 0");
+  CHECK(error_of("[runtime]\ncrash_window = \"0s\"\n") ==
+        "job.toml:2:16: runtime.crash_window: expected a duration above zero like \"10s\", got "
+        "\"0s\"");
+  CHECK(error_of("[runtime]\ndegraded_for = \"10 s\"\n") ==
+        "job.toml:2:16: runtime.degraded_for: expected a duration like \"250ms\", \"5s\", \"2m\", "
+        "got \"10 s\"");
+  CHECK(error_of("[runtime]\nquarantine_for = 600\n") ==
+        "job.toml:2:18: runtime.quarantine_for: expected a duration string like \"250ms\", got an "
+        "integer");
+  CHECK(error_of("[runtime]\nquarantine_afer = 3\n") ==
+        "job.toml:2:1: runtime.quarantine_afer: unknown key \"quarantine_afer\"; did you mean "
+        "\"quarantine_after\"?");
+}

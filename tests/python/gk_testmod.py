@@ -308,3 +308,14 @@ def sleep_if_0(x):
     if x == 0:
         time.sleep(0.6)
     return x * 2
+
+
+# -- poison records (the crash breaker) -------------------------------------------
+
+def segfault_if_poison(rec):
+    """A record {"x": ..., "poison": ...}: a poison record segfaults its
+    worker every time; the others give x * 2."""
+    if rec["poison"]:
+        import gk_testext
+        gk_testext.segfault()
+    return rec["x"] * 2
