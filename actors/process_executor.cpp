@@ -245,7 +245,7 @@ void ProcessExecutor::child_died(Child& c) {
   CrashVerdict verdict = breaker_.crashed(c.job ? &c.job->request : nullptr, e, how, clock::now());
   if (c.job) {
     e.message = c.job->label + ": " + e.message;
-    e.where = c.job->label;
+    e.where = where_of(c.job->label);
   }
   if (verdict.quarantined)
     e.message += "; this call (the same target and arguments) crashed its worker " + std::to_string(verdict.crashes)
