@@ -318,22 +318,28 @@ private:
     // One clock read per call: the time after a call is the time before the
     // next one.
     auto now = clock::now();
-    std::string label;  // "call <target>", made again only when the target changes
+    // A call's label, as submit() makes it: "call m:f", "call <T>.m".
+    auto label_of = [](const CallRequest& c) {
+      return c.self ? "call <" + c.self.type_name() + ">" + (c.target.empty() ? "" : "." + c.target) : "call " + c.target;
+    };
+    std::string label;  // label_of(call), made again only when the target changes
     for (std::size_t i = 0; i < b.calls.size(); ++i) {
       auto& c = b.calls[i];
       if (stopping_flag_.load(std::memory_order_acquire)) {
         // Shutting down: the calls left do not start.
-        out.results.emplace_back(Error(ErrorCode::runtime_stopped, "call " + c.target + ": the runtime stopped before it ran"));
+        Error e(ErrorCode::runtime_stopped, label_of(c) + ": the runtime stopped before it ran");
+        e.where = where_of(label_of(c));
+        out.results.emplace_back(std::move(e));
         continue;
       }
       if (job.slot && job.slot->cancel_requested()) {
         // Cancelled: the calls left do not start.
-        out.results.emplace_back(cancelled_error(ReplySlot::queued, "call " + c.target));
+        out.results.emplace_back(cancelled_error(ReplySlot::queued, label_of(c)));
         continue;
       }
       if (per_call) {
-        if (label.size() != c.target.size() + 5 || label.compare(5, std::string::npos, c.target) != 0)
-          label = "call " + c.target;
+        if (c.self || label.size() != c.target.size() + 5 || label.compare(5, std::string::npos, c.target) != 0)
+          label = label_of(c);
         if (job.deadline.expired(now) || c.deadline.expired(now)) {
           stats_.missed(job.type, DeadlinePhase::queued);
           out.results.emplace_back(deadline_error(ReplySlot::queued, label));
@@ -367,7 +373,7 @@ private:
       }
       Deadline d = job.deadline.min(c.deadline);
       if (d.expired(now)) {
-        out.results.emplace_back(deadline_error(ReplySlot::queued, job.label + "[" + std::to_string(i) + "] " + c.target));
+        out.results.emplace_back(deadline_error(ReplySlot::queued, label_of(c)));
         continue;
       }
       auto r = interp_->run(c);
@@ -375,7 +381,7 @@ private:
         now = clock::now();
       stopped_by_shutdown(r, d, now, "call ", c.target);
       if (d.expired(now) && r.has_value())
-        r = deadline_error(ReplySlot::running, "batch[" + std::to_string(i) + "] " + c.target);
+        r = deadline_error(ReplySlot::running, label_of(c));
       out.results.push_back(std::move(r));
     }
     interp_->end_batch();

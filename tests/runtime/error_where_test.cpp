@@ -47,6 +47,19 @@ TEST_CASE("Error::where is the target of the request for Python errors, deadline
   REQUIRE_FALSE((*batch)[1].has_value());
   CHECK((*batch)[1].error().where == "gk_testmod:raise_value_error");
 
+  // A call on a Ref inside a batch that never starts names the object's
+  // type and the method, once.
+  CallRequest on_box("add", {1});
+  on_box.self = *box;
+  CallRequest late_call = on_box;
+  late_call.deadline = Deadline::after(0ms);
+  auto methods = rt.batch({on_box, late_call});
+  REQUIRE(methods.has_value());
+  REQUIRE(methods->size() == 2);
+  REQUIRE_FALSE((*methods)[1].has_value());
+  CHECK((*methods)[1].error().where == "<gk_testmod.Box>.add");
+  CHECK((*methods)[1].error().message.rfind("call <gk_testmod.Box>.add:", 0) == 0);
+
   auto eval = rt.eval("1/0");
   REQUIRE_FALSE(eval.has_value());
   CHECK(eval.error().where.empty());
