@@ -15,6 +15,21 @@ Config test_config(const std::string& extra_toml) {
   return parse_config(toml, "test.toml");
 }
 
+Config process_config(const std::string& extra) {
+  return test_config("[runtime]\nisolation = \"process\"\n" + extra);
+}
+
+RequestOptions within(std::chrono::milliseconds ms) {
+  return RequestOptions::with_deadline(Deadline::after(ms));
+}
+
+std::uint64_t restarts(Runtime& rt, const std::string& cause) {
+  for (auto& [c, n] : rt.stats().restarts_by_cause)
+    if (c == cause)
+      return n;
+  return 0;
+}
+
 double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }

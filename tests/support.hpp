@@ -12,6 +12,15 @@ namespace gk::test {
 /// A config whose python path holds tests/python and the test extension.
 Config test_config(const std::string& extra_toml = "");
 
+/// test_config with process isolation (and `extra` under [runtime]).
+Config process_config(const std::string& extra = "");
+
+/// Options of a request whose deadline is `ms` from now.
+RequestOptions within(std::chrono::milliseconds ms);
+
+/// How many worker processes were replaced for `cause` so far.
+std::uint64_t restarts(Runtime& rt, const std::string& cause);
+
 /// Milliseconds since `t0`.
 double ms_since(std::chrono::steady_clock::time_point t0);
 

@@ -17,22 +17,11 @@
 using namespace gk;
 using namespace std::chrono_literals;
 
+using test::process_config;
+using test::restarts;
+using test::within;
+
 namespace {
-
-Config process_config(const std::string& extra = "") {
-  return test::test_config("[runtime]\nisolation = \"process\"\n" + extra);
-}
-
-RequestOptions within(std::chrono::milliseconds ms) {
-  return RequestOptions::with_deadline(Deadline::after(ms));
-}
-
-std::uint64_t restarts(Runtime& rt, const std::string& cause) {
-  for (auto& [c, n] : rt.stats().restarts_by_cause)
-    if (c == cause)
-      return n;
-  return 0;
-}
 
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;

@@ -11,27 +11,16 @@
 using namespace gk;
 using namespace std::chrono_literals;
 
+using test::process_config;
+using test::restarts;
+using test::within;
+
 namespace {
-
-Config process_config(const std::string& extra = "") {
-  return test::test_config("[runtime]\nisolation = \"process\"\n" + extra);
-}
-
-RequestOptions within(std::chrono::milliseconds ms) {
-  return RequestOptions::with_deadline(Deadline::after(ms));
-}
 
 std::int64_t worker_pid(Runtime& rt) {
   auto r = rt.call("gk_testmod:getpid", {}, {}, within(10000ms));
   REQUIRE(r.has_value());
   return r->as_int();
-}
-
-std::uint64_t restarts(Runtime& rt, const std::string& cause) {
-  for (auto& [c, n] : rt.stats().restarts_by_cause)
-    if (c == cause)
-      return n;
-  return 0;
 }
 
 // Waits (bounded) until the supervisor has brought the pool back to size.
