@@ -66,6 +66,7 @@ TEST_CASE("ask's deadline reaches the Python call a worker makes (process isolat
 
 TEST_CASE("a worker handler receives its request's context", "[workers][context]") {
   Runtime rt(test::test_config());
+  REQUIRE(rt.import_module("gk_testmod").has_value());  // not timed: imports are slow under load
   std::atomic<std::int64_t> seen_ms{-1};
   auto w = spawn_worker(rt, [&](const Value& v, const RequestContext& ctx) -> WorkerReply {
     seen_ms = std::chrono::duration_cast<std::chrono::milliseconds>(ctx.remaining()).count();
@@ -80,6 +81,7 @@ TEST_CASE("a worker handler receives its request's context", "[workers][context]
 
 TEST_CASE("a Python call made within a parent context gets at most the parent's deadline", "[runtime][context]") {
   Runtime rt(test::test_config());
+  REQUIRE(rt.import_module("gk_testmod").has_value());  // not timed: imports are slow under load
   RequestContext parent{Deadline::after(150ms), CancelToken::none()};
   auto t0 = std::chrono::steady_clock::now();
   auto r = rt.call("gk_testmod:sleep_for", {10.0}, {}, RequestOptions::within(parent));
@@ -152,6 +154,7 @@ TEST_CASE("cancel drops a queued request and interrupts a running one (process i
 
 TEST_CASE("a cancel token cancels every request made within its context", "[runtime][cancel][context]") {
   Runtime rt(test::test_config());
+  REQUIRE(rt.import_module("gk_testmod").has_value());  // not timed: imports are slow under load
   CancelToken token;
   auto o = RequestOptions::within(RequestContext{Deadline::never(), token});
   auto a = rt.call_async("gk_testmod:sleep_for", {10.0}, {}, o);
@@ -172,6 +175,7 @@ TEST_CASE("a cancel token cancels every request made within its context", "[runt
 
 TEST_CASE("cancelling an ask_async cancels the worker's Python call", "[workers][cancel]") {
   Runtime rt(test::test_config());
+  REQUIRE(rt.import_module("gk_testmod").has_value());  // not timed: imports are slow under load
   auto w = spawn_worker(rt, [](const Value& seconds) {
     return WorkerReply::python(CallRequest{"gk_testmod:sleep_for", {seconds}});
   });
@@ -189,6 +193,7 @@ TEST_CASE("cancelling an ask_async cancels the worker's Python call", "[workers]
 
 TEST_CASE("10,000 requests in flight from one thread through futures each get exactly one reply", "[runtime][future]") {
   Runtime rt(test::test_config());
+  REQUIRE(rt.import_module("gk_testmod").has_value());  // not timed: imports are slow under load
   constexpr int n = 10000;
   std::vector<Future<Value>> futures;
   futures.reserve(n);
@@ -221,6 +226,7 @@ TEST_CASE("10,000 requests in flight from one thread through futures each get ex
 
 TEST_CASE("a future's then() runs off the interpreter's thread and may submit more", "[runtime][future]") {
   Runtime rt(test::test_config());
+  REQUIRE(rt.import_module("gk_testmod").has_value());  // not timed: imports are slow under load
   std::promise<Expected<Value>> chained;
   auto f = rt.call_async("gk_testmod:add", {1, 2});
   f.then([&](Expected<Value> r) {
@@ -235,6 +241,7 @@ TEST_CASE("a future's then() runs off the interpreter's thread and may submit mo
 
 TEST_CASE("a future's request is answered at its deadline", "[runtime][future][deadline]") {
   Runtime rt(test::test_config());
+  REQUIRE(rt.import_module("gk_testmod").has_value());  // not timed: imports are slow under load
   auto f = rt.call_async("gk_testmod:sleep_for", {10.0}, {}, RequestOptions::with_deadline(Deadline::after(100ms)));
   CHECK(f.deadline().is_finite());
   CHECK_FALSE(f.wait_for(10ms));
@@ -297,6 +304,7 @@ TEST_CASE("every entry point answers runtime_stopped after shutdown", "[runtime]
 
 TEST_CASE("the handle and workers of a runtime with its own actor system are safe after shutdown", "[runtime][shutdown]") {
   Runtime rt(test::test_config());
+  REQUIRE(rt.import_module("gk_testmod").has_value());  // not timed: imports are slow under load
   rt.shutdown();
   auto w = spawn_worker(rt, [](const Value& v) -> WorkerReply { return v; });
   CHECK_FALSE(w);
@@ -308,6 +316,7 @@ TEST_CASE("the handle and workers of a runtime with its own actor system are saf
 
 TEST_CASE("pipeline stop() cancels what is queued and tells C++ stages through their context", "[pipeline][cancel]") {
   Runtime rt(test::test_config());
+  REQUIRE(rt.import_module("gk_testmod").has_value());  // not timed: imports are slow under load
   PipelineOptions o;
   o.stop_grace = 200ms;
   std::atomic<bool> saw_cancel{false};
@@ -341,6 +350,7 @@ TEST_CASE("pipeline stop() cancels what is queued and tells C++ stages through t
 
 TEST_CASE("a CAF actor's request to a worker hands it the deadline", "[workers][context][caf]") {
   Runtime rt(test::test_config());
+  REQUIRE(rt.import_module("gk_testmod").has_value());  // not timed: imports are slow under load
   REQUIRE(rt.call("gk_testmod:identity", {1}).has_value());
   auto w = spawn_worker(rt, [](const Value& seconds) {
     return WorkerReply::python(CallRequest{"gk_testmod:sleep_for", {seconds}});
