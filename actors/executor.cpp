@@ -109,8 +109,37 @@ private:
     bool queued = detail::admit(stats_, mutex_, stopping_, queue_, std::move(job), [&](const std::string& label) {
       return wedged_.load(std::memory_order_acquire) ? wedged_error(label) : Error();
     });
-    if (queued)
-      cv_.notify_one();
+    if (!queued)
+      return;
+    cv_.notify_one();
+    drop_answered();
+  }
+
+  // Requests already answered while queued (their caller was told at its
+  // deadline, or cancelled them) would only be skipped when their turn
+  // comes; under overload they would pile up behind a slow call. Once the
+  // queue has doubled since the last look, they go now: amortized O(1) per
+  // request, and the queue stays within twice what is still wanted.
+  void drop_answered() {
+    std::deque<Job> dropped;
+    {
+      std::lock_guard<std::mutex> lk(mutex_);
+      if (queue_.size() < drop_answered_at_)
+        return;
+      std::deque<Job> keep;
+      for (auto& j : queue_)
+        (j.slot && j.slot->state() == ReplySlot::done ? dropped : keep).push_back(std::move(j));
+      queue_.swap(keep);
+      drop_answered_at_ = std::max(kDropAnsweredMin, 2 * queue_.size());
+    }
+    // Counted as the queue would count them when skipped (may_start).
+    for (auto& j : dropped) {
+      if (!j.slot->cancel_requested())
+        stats_.missed(j.type, DeadlinePhase::queued);
+      stats_.error(j.type);
+    }
+    // Destroyed outside the lock: a Ref among their arguments queues its
+    // release here.
   }
 
 public:
@@ -595,6 +624,9 @@ private:
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<Job> queue_;
+  // The queue length at which drop_answered() looks again.
+  static constexpr std::size_t kDropAnsweredMin = 1024;
+  std::size_t drop_answered_at_ = kDropAnsweredMin;
   std::function<bool()> fetch_;  // see pull_from
   bool stopping_ = false;
   std::atomic<bool> stopping_flag_{false};  // stopping_, readable without the lock
