@@ -265,6 +265,11 @@ private:
         finish(job, Expected<Value>(std::move(expired)));
       return;
     }
+    if (job.slot && job.slot->cancel_requested()) {
+      // Cancelled as it was taken from the queue: it does not run.
+      finish(job, Expected<Value>(cancelled_error(ReplySlot::queued, job.label)));
+      return;
+    }
     if (!have_gil) {
       interp_->acquire_gil();
       have_gil = true;

@@ -125,6 +125,12 @@ Deadline PyRuntime::submit(AnyRequest request, std::shared_ptr<ReplySlot> slot, 
     bool per_call = b && b->call_timeout.count() > 0;
     watch_->watch(slot, job.deadline, job.label, per_call ? Patience::queue : options.patience);
   }
+  if (slot && parent_token && parent_token->cancelled()) {
+    // Made within a context cancelled already: it never runs.
+    slot->cancel_requested_.store(true, std::memory_order_seq_cst);
+    slot->complete(Expected<Value>(cancelled_error(ReplySlot::queued, job.label)));
+    return job.deadline;
+  }
   bool cancel_now = false;
   if (slot && parent_token) {
     // Weak references only: the token may outlive this runtime.
