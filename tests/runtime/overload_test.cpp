@@ -40,7 +40,8 @@ TEST_CASE("requests answered at their deadline while queued do not pile up behin
   CHECK(queued_misses == n);
   blocker.cancel();
   REQUIRE(rt.call("gk_testmod:identity", {1}).has_value());
-  auto* call = rt.stats().type("call");
+  auto stats = rt.stats();  // type() points into it
+  auto* call = stats.type("call");
   REQUIRE(call != nullptr);
   CHECK(call->missed_queued >= static_cast<std::uint64_t>(n));
 }
