@@ -1,4 +1,5 @@
 #include "actors/deadline_watch.hpp"
+#include "actors/detail/join_or_detach.hpp"
 
 #include <algorithm>
 #include <pthread.h>
@@ -128,12 +129,7 @@ void DeadlineWatch::stop() {
     left.swap(entries_);  // breaks the slot <-> watch cycles
   }
   cv_.notify_one();
-  if (thread_.joinable()) {
-    if (thread_.get_id() == std::this_thread::get_id())
-      thread_.detach();
-    else
-      thread_.join();
-  }
+  detail::join_or_detach(thread_);
 }
 
 void DeadlineWatch::run() {

@@ -4,6 +4,7 @@
 
 #include "actors/executor.hpp"
 #include "actors/detail/stats_collector.hpp"
+#include "actors/detail/join_or_detach.hpp"
 #include "interop/interpreter.hpp"
 
 #include <condition_variable>
@@ -69,12 +70,7 @@ public:
 
   ~ThreadExecutor() override {
     shutdown(shutdown_grace_);
-    if (thread_.joinable()) {
-      if (thread_.get_id() == std::this_thread::get_id())
-        thread_.detach();
-      else
-        thread_.join();
-    }
+    detail::join_or_detach(thread_);
   }
 
   Error start() {
@@ -106,13 +102,17 @@ public:
 private:
   // Also the way of a Ref's release, from inside this executor.
   void enqueue(Job job) {
+    bool sweep = false;
     bool queued = detail::admit(stats_, mutex_, stopping_, queue_, std::move(job), [&](const std::string& label) {
+      // Under the queue's lock already: no second lock per request.
+      sweep = queue_.size() + 1 >= drop_answered_at_;
       return wedged_.load(std::memory_order_acquire) ? wedged_error(label) : Error();
     });
     if (!queued)
       return;
     cv_.notify_one();
-    drop_answered();
+    if (sweep)
+      drop_answered();
   }
 
   // Requests already answered while queued (their caller was told at its
@@ -124,8 +124,6 @@ private:
     std::deque<Job> dropped;
     {
       std::lock_guard<std::mutex> lk(mutex_);
-      if (queue_.size() < drop_answered_at_)
-        return;
       std::deque<Job> keep;
       for (auto& j : queue_)
         (j.slot && j.slot->state() == ReplySlot::done ? dropped : keep).push_back(std::move(j));

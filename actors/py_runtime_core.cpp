@@ -125,13 +125,6 @@ Deadline PyRuntime::submit(AnyRequest request, std::shared_ptr<ReplySlot> slot, 
     bool per_call = b && b->call_timeout.count() > 0;
     watch_->watch(slot, job.deadline, job.label, per_call ? Patience::queue : options.patience);
   }
-  if (slot && parent_token && parent_token->cancelled()) {
-    // Made within a context cancelled already: it never runs.
-    slot->cancel_requested_.store(true, std::memory_order_seq_cst);
-    slot->complete(Expected<Value>(cancelled_error(ReplySlot::queued, job.label)));
-    return job.deadline;
-  }
-  bool cancel_now = false;
   if (slot && parent_token) {
     // Weak references only: the token may outlive this runtime.
     std::weak_ptr<ReplySlot> weak_slot = slot;
@@ -143,13 +136,17 @@ Deadline PyRuntime::submit(AnyRequest request, std::shared_ptr<ReplySlot> slot, 
       if (s && ex)
         cancel(s, weak_watch.lock().get(), *ex);
     });
-    cancel_now = parent_token->cancelled();
+    // Cancelled before (no registration) or since (the callback may have
+    // answered already): either way it never reaches the executor.
+    if (parent_token->cancelled()) {
+      slot->cancel_requested_.store(true, std::memory_order_seq_cst);
+      slot->complete(Expected<Value>(cancelled_error(ReplySlot::queued, job.label)));
+      return job.deadline;
+    }
   }
-  job.slot = slot;
+  job.slot = std::move(slot);
   Deadline deadline = job.deadline;
   executor_->submit(std::move(job), SubmitKey{});
-  if (cancel_now)
-    cancel(slot);
   return deadline;
 }
 

@@ -4,6 +4,8 @@
 // host code runs on the interpreter's thread (which delivers replies) or
 // blocks it. Started on first use; stop() runs what is queued, then joins.
 
+#include "actors/detail/join_or_detach.hpp"
+
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -42,12 +44,7 @@ public:
       stopped_ = true;
     }
     cv_.notify_one();
-    if (thread_.joinable()) {
-      if (thread_.get_id() == std::this_thread::get_id())
-        thread_.detach();
-      else
-        thread_.join();
-    }
+    detail::join_or_detach(thread_);
   }
 
 private:
