@@ -1,9 +1,11 @@
 // The wire codec round-trips every request and reply type.
 #include "actors/wire.hpp"
 
+#include <caf/binary_serializer.hpp>
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <limits>
 #include <sys/socket.h>
 #include <thread>
 #include <unistd.h>
@@ -159,6 +161,58 @@ TEST_CASE("malformed frames are errors, not crashes", "[wire]") {
   auto bad = wire::decode(junk, sizeof junk);
   REQUIRE_FALSE(bad.has_value());
   CHECK(bad.error().message.find("unknown frame kind") != std::string::npos);
+}
+
+TEST_CASE("a request whose budget reaches past the clock's range arrives with no deadline", "[wire][deadline]") {
+  // The budget of a request frame, written by hand: adding it to the clock
+  // overflowed, and the deadline wrapped into the past (found by fuzzing).
+  std::vector<char> body;
+  caf::binary_serializer sink(nullptr, body);
+  auto kind = static_cast<std::uint8_t>(wire::FrameKind::request);
+  std::uint64_t id = 9;
+  std::uint8_t index = 0;  // ImportRequest
+  std::string module = "json";
+  std::int64_t budget = std::numeric_limits<std::int64_t>::max() - 1000;
+  REQUIRE_FALSE(sink(kind, id, index, module, budget));
+  auto f = wire::decode(body.data(), body.size());
+  REQUIRE(f.has_value());
+  REQUIRE(f->request);
+  auto& import = std::get<ImportRequest>(*f->request);
+  CHECK(import.deadline.is_never());
+  CHECK_FALSE(import.deadline.expired());
+
+  CHECK(Deadline::after(Deadline::duration::max()).is_never());
+  CHECK(Deadline::after(std::chrono::hours(1)).is_finite());
+}
+
+TEST_CASE("a frame nesting lists without end is refused, not a stack overflow", "[wire]") {
+  // A reply whose value is a list in a list in a list ..., 200,000 deep:
+  // loading it recursed until the stack ran out (found by fuzzing).
+  std::vector<char> body;
+  caf::binary_serializer sink(nullptr, body);
+  auto kind = static_cast<std::uint8_t>(wire::FrameKind::reply);
+  std::uint64_t id = 1, denials = 0;
+  std::uint8_t index = 0;  // Expected<Value>
+  bool ok = true;
+  REQUIRE_FALSE(sink(kind, id, denials, index, ok));
+  const auto list_tag = static_cast<char>(Value::Kind::list);
+  for (int i = 0; i < 200000; ++i) {
+    body.push_back(list_tag);
+    body.push_back(1);  // one element
+  }
+  body.push_back(static_cast<char>(Value::Kind::null));
+  auto deep = wire::decode(body.data(), body.size());
+  REQUIRE_FALSE(deep.has_value());
+  CHECK(deep.error().message.find("malformed frame") != std::string::npos);
+
+  // A value too deep to convert (past kMaxDepth) still arrives, to fail its
+  // conversion with an error naming where.
+  Value nested;
+  for (int i = 0; i < kMaxDepth + 5; ++i)
+    nested = Value::list({nested});
+  auto f = round_trip(wire::encode_reply(2, AnyReply(Expected<Value>(nested))));
+  REQUIRE(f.reply);
+  CHECK(std::get<Expected<Value>>(*f.reply).value() == nested);
 }
 
 TEST_CASE("frames cross a socketpair whole, large ones included", "[wire]") {

@@ -56,6 +56,24 @@ namespace gk {
 // arrival. A Ref travels as (id, epoch, type name); the receiving side
 // attaches its own release function (see ProcessExecutor).
 
+/// Deepest nesting of lists and dicts that a Value is loaded with from bytes;
+/// deeper is a load error, not a stack overflow. Well above kMaxDepth, so
+/// that a value too deep to convert still arrives and fails its conversion
+/// with an error naming where.
+inline constexpr int kMaxLoadDepth = 10 * kMaxDepth;
+
+namespace detail {
+/// The nesting of the Value this thread is loading.
+inline thread_local int value_load_depth = 0;
+/// Counts one level of value_load_depth for its lifetime.
+struct ValueLoadLevel {
+  ValueLoadLevel() noexcept { ++value_load_depth; }
+  ~ValueLoadLevel() { --value_load_depth; }
+  ValueLoadLevel(const ValueLoadLevel&) = delete;
+  ValueLoadLevel& operator=(const ValueLoadLevel&) = delete;
+};
+} // namespace detail
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Bytes& x) {
   return f(caf::meta::type_name("Bytes"), x.data);
@@ -109,8 +127,14 @@ typename Inspector::result_type inspect(Inspector& f, Value& x) {
       }
       case Value::Kind::string: return load(std::string());
       case Value::Kind::bytes: return load(Bytes{});
-      case Value::Kind::list: return load(List{});
-      case Value::Kind::dict: return load(Dict{});
+      case Value::Kind::list:
+      case Value::Kind::dict: {
+        // Bytes from a peer may nest without end.
+        detail::ValueLoadLevel level;
+        if (detail::value_load_depth > kMaxLoadDepth)
+          return caf::make_error(caf::sec::invalid_argument);
+        return tag == static_cast<std::uint8_t>(Value::Kind::list) ? load(List{}) : load(Dict{});
+      }
       case Value::Kind::ref: return load(Ref{});
     }
     return caf::make_error(caf::sec::invalid_argument);

@@ -35,8 +35,13 @@ public:
   /// The deadline at an absolute time.
   static Deadline at(time_point when) { return Deadline{kind::finite, when}; }
   /// The deadline `budget` from now (a negative budget is already expired).
+  /// A budget that reaches past the end of the clock's range (centuries) is
+  /// no deadline: never().
   static Deadline after(duration budget) {
-    return Deadline{kind::finite, clock::now() + budget};
+    const time_point now = clock::now();
+    if (budget > time_point::max() - now)
+      return never();
+    return Deadline{kind::finite, now + budget};
   }
   template <class Rep, class Period>
   static Deadline after(std::chrono::duration<Rep, Period> budget) {
