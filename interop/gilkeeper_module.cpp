@@ -1,7 +1,10 @@
 // The `gilkeeper` builtin module that Python code running in the runtime sees:
 //   gilkeeper.DeadlineExceeded  (a TimeoutError) raised when a call runs past
 //                               its deadline;
-//   gilkeeper.CapabilityDenied  (a PermissionError) raised by capability rules;
+//   gilkeeper.CapabilityDenied  the base of what capability rules raise:
+//     gilkeeper.ImportDenied      (also an ImportError) for a module or native
+//                                 extension that may not be loaded,
+//     gilkeeper.PermissionDenied  (also a PermissionError) for anything else;
 //   gilkeeper.Cancelled         raised in a running call that was cancelled;
 //   gilkeeper.remaining()       seconds left before the running request's
 //                               deadline, or None;
@@ -17,6 +20,8 @@ namespace {
 
 PyObject* g_deadline_exceeded = nullptr;
 PyObject* g_capability_denied = nullptr;
+PyObject* g_import_denied = nullptr;
+PyObject* g_permission_denied = nullptr;
 PyObject* g_cancelled = nullptr;
 
 // Raises `type(message)` in the interrupted code, whose innermost frame is
@@ -93,23 +98,53 @@ PyObject* init_gilkeeper_module() {
       "The running request passed its deadline. Catch it to clean up; the caller "
       "is told deadline_exceeded either way.",
       PyExc_TimeoutError, nullptr);
+  // A denial is one of two builtin kinds, so that code written for that kind
+  // copes (`except ImportError` around an optional import). ImportError and
+  // PermissionError have different C layouts and cannot both be bases of one
+  // class: CapabilityDenied is a plain Exception that both kinds derive from,
+  // so `except gilkeeper.CapabilityDenied` still catches every denial.
+  // ImportDenied is not a ModuleNotFoundError: the import system swallows
+  // that one for `from package import submodule`, which would lose the rule.
   g_capability_denied = PyErr_NewExceptionWithDoc(
-      "gilkeeper.CapabilityDenied", "A capability rule of the runtime denied this action.",
-      PyExc_PermissionError, nullptr);
+      "gilkeeper.CapabilityDenied",
+      "A capability rule of the runtime denied this action: the base of ImportDenied and "
+      "PermissionDenied. `rule` names the rule (\"capabilities.<key>: <subject>\"), `key` the key.",
+      PyExc_Exception, nullptr);
+  PyRef import_bases, permission_bases;
+  if (g_capability_denied) {
+    import_bases = PyRef::steal(PyTuple_Pack(2, g_capability_denied, PyExc_ImportError));
+    permission_bases = PyRef::steal(PyTuple_Pack(2, g_capability_denied, PyExc_PermissionError));
+  }
+  if (import_bases)
+    g_import_denied = PyErr_NewExceptionWithDoc(
+        "gilkeeper.ImportDenied",
+        "A capability rule denied loading a module or a native extension. An ImportError, so "
+        "optional imports fall back as their authors intended; `name` is the module.",
+        import_bases.get(), nullptr);
+  if (permission_bases)
+    g_permission_denied = PyErr_NewExceptionWithDoc(
+        "gilkeeper.PermissionDenied",
+        "A capability rule denied an action other than an import (fork, a process, a socket, a "
+        "write, a native library). A PermissionError.",
+        permission_bases.get(), nullptr);
   g_cancelled = PyErr_NewExceptionWithDoc(
       "gilkeeper.Cancelled",
       "The running request was cancelled by its caller. Catch it to clean up; the caller "
       "is told cancelled either way.",
       PyExc_Exception, nullptr);
-  if (!g_deadline_exceeded || !g_capability_denied || !g_cancelled) {
+  if (!g_deadline_exceeded || !g_capability_denied || !g_import_denied || !g_permission_denied || !g_cancelled) {
     Py_DECREF(m);
     return nullptr;
   }
   Py_INCREF(g_deadline_exceeded);
   Py_INCREF(g_capability_denied);
+  Py_INCREF(g_import_denied);
+  Py_INCREF(g_permission_denied);
   Py_INCREF(g_cancelled);
   if (PyModule_AddObject(m, "DeadlineExceeded", g_deadline_exceeded) != 0
       || PyModule_AddObject(m, "CapabilityDenied", g_capability_denied) != 0
+      || PyModule_AddObject(m, "ImportDenied", g_import_denied) != 0
+      || PyModule_AddObject(m, "PermissionDenied", g_permission_denied) != 0
       || PyModule_AddObject(m, "Cancelled", g_cancelled) != 0
       || PyModule_AddStringConstant(m, "__version__", GK_VERSION) != 0) {
     Py_DECREF(m);
@@ -126,6 +161,14 @@ PyObject* capability_denied_type() {
   return g_capability_denied;
 }
 
+PyObject* import_denied_type() {
+  return g_import_denied;
+}
+
+PyObject* permission_denied_type() {
+  return g_permission_denied;
+}
+
 PyObject* cancelled_type() {
   return g_cancelled;
 }
@@ -140,6 +183,8 @@ void reset_module_types() {
   drop_interrupted();
   Py_CLEAR(g_deadline_exceeded);
   Py_CLEAR(g_capability_denied);
+  Py_CLEAR(g_import_denied);
+  Py_CLEAR(g_permission_denied);
   Py_CLEAR(g_cancelled);
 }
 

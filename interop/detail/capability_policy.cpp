@@ -74,28 +74,44 @@ std::string current_dir() {
 
 // -- denial -----------------------------------------------------------------------
 
-// Raises gilkeeper.CapabilityDenied (a PermissionError) naming the rule:
+namespace {
+
+// Raises `type` (a subclass of gilkeeper.CapabilityDenied) naming the rule:
 //   capability denied by capabilities.<key>: <what>
-// with attributes `rule` ("capabilities.<key>: <subject>") and `key`.
-int deny(CapabilityPolicy& p, const std::string& key, const std::string& subject,
-         const std::string& what) {
+// with attributes `rule` ("capabilities.<key>: <subject>"), `key`, and `name`
+// when it is an ImportDenied. Outside the main interpreter, whose module the
+// classes belong to, raises `fallback` (the builtin base) instead.
+int raise_denial(CapabilityPolicy& p, PyObject* type, PyObject* fallback, const std::string& key,
+                 const std::string& subject, const std::string& what, const std::string* module) {
   p.denials.fetch_add(1, std::memory_order_relaxed);
   const std::string full_key = "capabilities." + key;
   const std::string message = "capability denied by " + full_key + ": " + what;
-  PyObject* type = capability_denied_type();
-  // The class belongs to the main interpreter; elsewhere raise its base.
   if (!type || PyInterpreterState_Get() != PyInterpreterState_Main())
-    type = PyExc_PermissionError;
+    type = fallback;
   PyRef exc = PyRef::steal(PyObject_CallFunction(type, "s", message.c_str()));
   if (!exc)
     return -1;  // MemoryError or similar, already set
   PyRef rule = PyRef::steal(PyUnicode_FromString((full_key + ": " + subject).c_str()));
   PyRef key_obj = PyRef::steal(PyUnicode_FromString(full_key.c_str()));
+  PyRef name = module ? PyRef::steal(PyUnicode_FromString(module->c_str())) : PyRef();
   if (!rule || !key_obj || PyObject_SetAttrString(exc.get(), "rule", rule.get()) != 0
-      || PyObject_SetAttrString(exc.get(), "key", key_obj.get()) != 0)
+      || PyObject_SetAttrString(exc.get(), "key", key_obj.get()) != 0
+      || (module && (!name || PyObject_SetAttrString(exc.get(), "name", name.get()) != 0)))
     PyErr_Clear();
   PyErr_SetObject(type, exc.get());
   return -1;
+}
+
+} // namespace
+
+int deny(CapabilityPolicy& p, const std::string& key, const std::string& subject,
+         const std::string& what) {
+  return raise_denial(p, permission_denied_type(), PyExc_PermissionError, key, subject, what, nullptr);
+}
+
+int deny_import(CapabilityPolicy& p, const std::string& key, const std::string& subject,
+                const std::string& what, const std::string& module) {
+  return raise_denial(p, import_denied_type(), PyExc_ImportError, key, subject, what, &module);
 }
 
 } // namespace gk::detail

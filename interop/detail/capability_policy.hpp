@@ -54,10 +54,17 @@ std::string dirname_of(std::string_view path);
 std::optional<std::string> real_path(const std::string& path);
 std::string current_dir();
 
-/// Raises gilkeeper.CapabilityDenied naming the rule `capabilities.<key>`
-/// (see capability_policy.cpp) and counts the denial; returns -1.
+/// Raises gilkeeper.PermissionDenied (a CapabilityDenied and a
+/// PermissionError) naming the rule `capabilities.<key>` (see
+/// capability_policy.cpp) and counts the denial; returns -1.
 int deny(CapabilityPolicy& p, const std::string& key, const std::string& subject,
          const std::string& what);
+/// As `deny`, for loading the module `module` (Python code or a native
+/// extension): raises gilkeeper.ImportDenied (a CapabilityDenied and an
+/// ImportError, with `name` = `module`), so that code which copes with a
+/// missing optional module copes with a denied one.
+int deny_import(CapabilityPolicy& p, const std::string& key, const std::string& subject,
+                const std::string& what, const std::string& module);
 
 // -- the rules, one function per kind of audit event -------------------------
 // Each returns 0 to allow, or -1 with the denial raised.

@@ -103,7 +103,7 @@ int check_module(CapabilityPolicy& p, const std::vector<std::string>& names, con
         std::string why = what;
         if (d.name != d.entry)
           why += " (denying " + quoted(d.entry) + " also denies " + quoted(d.name) + ")";
-        return deny(p, "deny_modules", d.entry, why);
+        return deny_import(p, "deny_modules", d.entry, why, names.front());
       }
   if (p.caps.allow_modules.empty())
     return 0;
@@ -114,23 +114,34 @@ int check_module(CapabilityPolicy& p, const std::vector<std::string>& names, con
   Importer who = find_importer(p);
   if (who.trusted)
     return 0;  // the standard library's own imports (json imports re)
-  return deny(p, "allow_modules", names.front(),
-              what + " (not in allow_modules; imported by "
-                  + (who.host ? std::string("the runtime (a request's target)") : who.description) + ")");
+  return deny_import(p, "allow_modules", names.front(),
+                     what + " (not in allow_modules; imported by "
+                         + (who.host ? std::string("the runtime (a request's target)") : who.description) + ")",
+                     names.front());
 }
 
-// The dotted names a module file would have, one per sys.path entry it is under.
-std::vector<std::string> module_names_for_file(const std::string& filename) {
-  std::vector<std::string> names;
+// The directories of sys.path as the import system joins them to file names
+// ("" is the working directory), without trailing slashes.
+std::vector<std::string> sys_path_entries() {
+  std::vector<std::string> entries;
   PyObject* sys_path = PySys_GetObject("path");  // borrowed
   if (!sys_path || !PyList_Check(sys_path))
-    return names;
+    return entries;
   for (Py_ssize_t i = 0; i < PyList_GET_SIZE(sys_path); ++i) {
     std::string entry = utf8(PyList_GET_ITEM(sys_path, i));
     if (entry.empty())
       entry = current_dir();
     while (entry.size() > 1 && entry.back() == '/')
       entry.pop_back();
+    entries.push_back(std::move(entry));
+  }
+  return entries;
+}
+
+// The dotted names a module file would have, one per sys.path entry it is under.
+std::vector<std::string> module_names_for_file(const std::string& filename) {
+  std::vector<std::string> names;
+  for (auto& entry : sys_path_entries()) {
     if (!starts_with(filename, entry) || filename.size() <= entry.size() + 1 || filename[entry.size()] != '/')
       continue;
     std::string rel = filename.substr(entry.size() + 1);
@@ -163,6 +174,23 @@ bool stdlib_extension(const CapabilityPolicy& p, const std::string& filename, co
     return false;
   return !(starts_with(stem, "_ctypes") || starts_with(stem, "_test") || starts_with(stem, "_xx")
            || starts_with(stem, "xx"));
+}
+
+// True when the extension file is where the import system finds `module`:
+// <a sys.path entry>/<module's dots as slashes>.<suffix>, so that
+// allow_native = ["numpy"] admits numpy's own extensions and not any file
+// loaded under a name inside numpy (spec_from_file_location("numpy.x", path)).
+bool extension_at_home(const std::string& module, const std::string& filename) {
+  std::string rel = module;
+  for (auto& c : rel)
+    if (c == '.')
+      c = '/';
+  for (auto& entry : sys_path_entries()) {
+    const std::string stem = entry + "/" + rel + ".";
+    if (starts_with(filename, stem) && filename.find('/', stem.size()) == std::string::npos)
+      return true;
+  }
+  return false;
 }
 
 } // namespace
@@ -210,14 +238,19 @@ int check_import(CapabilityPolicy& p, PyObject* args) {
   }
   if (!p.native_rule || stdlib_extension(p, *filename, stem))
     return 0;
-  if (p.caps.native_extensions == NativePolicy::allowlist)
+  std::string why = " (native_extensions = \"deny\")";
+  if (p.caps.native_extensions == NativePolicy::allowlist) {
+    why = " (not in allow_native)";
     for (auto& a : p.caps.allow_native)
-      if (module_matches(module, a))
-        return 0;
-  return deny(p, "native_extensions", module,
-              "loading the native extension " + quoted(module) + " from " + *filename
-                  + (p.caps.native_extensions == NativePolicy::deny ? std::string(" (native_extensions = \"deny\")")
-                                                                    : std::string(" (not in allow_native)")));
+      if (module_matches(module, a)) {
+        if (extension_at_home(module, *filename))
+          return 0;
+        why = " (allow_native admits " + quoted(a) + "'s extensions from its own directory on sys.path only)";
+        break;
+      }
+  }
+  return deny_import(p, "native_extensions", module,
+                     "loading the native extension " + quoted(module) + " from " + *filename + why, module);
 }
 
 // ctypes.dlopen(name) and sqlite3.load_extension(connection, path) load

@@ -109,10 +109,13 @@ void reset_caches();
 /// The gilkeeper builtin module's init function (for PyImport_AppendInittab).
 PyObject* init_gilkeeper_module();
 
-/// The DeadlineExceeded / CapabilityDenied classes (borrowed; null before
-/// the module was imported).
+/// The gilkeeper module's exception classes (borrowed; null before the
+/// module was imported). CapabilityDenied is the base of ImportDenied (an
+/// ImportError) and PermissionDenied (a PermissionError).
 PyObject* deadline_exceeded_type();
 PyObject* capability_denied_type();
+PyObject* import_denied_type();
+PyObject* permission_denied_type();
 PyObject* cancelled_type();
 /// Drops the module's classes. PRECONDITION: GIL held, before finalizing.
 void reset_module_types();

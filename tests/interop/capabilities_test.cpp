@@ -1,7 +1,8 @@
 // Capability rules ([capabilities]) enforced by the audit hook: for each rule
-// an allowed case works, a denied case raises gilkeeper.CapabilityDenied in
-// Python (catchable) and reaches the host as capability_denied naming the
-// rule; the usual bypasses fail; multiprocessing works with fork denied.
+// an allowed case works, a denied case raises a gilkeeper.CapabilityDenied in
+// Python (catchable: an ImportDenied for a load, a PermissionDenied for
+// anything else) and reaches the host as capability_denied naming the rule;
+// the usual bypasses fail; multiprocessing works with fork denied.
 #include "../support.hpp"
 
 #include <catch2/catch.hpp>
@@ -30,15 +31,21 @@ bool contains(const std::string& text, const std::string& part) {
 }
 
 // Checks the host's view of a denial: code, rule, Python type and message.
+// Loading a module or extension is denied with an ImportDenied, anything
+// else with a PermissionDenied.
 void check_denied(const Expected<Value>& r, const std::string& where, const std::string& message_part) {
   REQUIRE_FALSE(r.has_value());
   const Error& e = r.error();
   INFO(e.to_string());
+  const bool load = where.rfind("capabilities.deny_modules:", 0) == 0
+                    || where.rfind("capabilities.allow_modules:", 0) == 0
+                    || where.rfind("capabilities.native_extensions:", 0) == 0;
+  const std::string type = load ? "ImportDenied" : "PermissionDenied";
   CHECK(e.code == ErrorCode::capability_denied);
   CHECK(e.where == where);
-  CHECK(e.type == "gilkeeper.CapabilityDenied");
+  CHECK(e.type == "gilkeeper." + type);
   CHECK(contains(e.message, message_part));
-  CHECK(contains(e.traceback, "CapabilityDenied"));
+  CHECK(contains(e.traceback, type));
 }
 
 // Runs Python statements in __main__ that append to `results`, and returns them.
@@ -193,8 +200,11 @@ TEST_CASE("capabilities: deny_modules denies a module, its submodules and its na
            "also denies \"_ctypes\")");
   CHECK(contains(str(rt.call("gk_capmod:try_import", {"_cffi_backend"})),
                  "denied: capability denied by capabilities.deny_modules: import of \"_cffi_backend\""));
-  // The exception is a PermissionError that Python code can name.
-  CHECK(rt.eval("issubclass(__import__('gilkeeper').CapabilityDenied, PermissionError)")->as_bool());
+  // A denied import is an ImportError (code that treats a module as optional
+  // goes on without it) and a CapabilityDenied naming the rule.
+  CHECK(str(rt.call("gk_capmod:optional_import", {"ctypes"}))
+        == "ImportDenied: name=ctypes rule=capabilities.deny_modules: ctypes: capability denied by "
+           "capabilities.deny_modules: import of \"ctypes\"");
 
   // Escaped: capability_denied at the host, naming the rule.
   check_denied(rt.import_module("ctypes"), "capabilities.deny_modules: ctypes",
@@ -204,7 +214,7 @@ TEST_CASE("capabilities: deny_modules denies a module, its submodules and its na
   check_denied(rt.exec("import json"), "capabilities.deny_modules: json", "import of \"json\"");
   auto r = rt.exec("import _ctypes");
   check_denied(r, "capabilities.deny_modules: ctypes", "also denies \"_ctypes\"");
-  CHECK(rt.stats().capability_denials == 8);
+  CHECK(rt.stats().capability_denials == 9);
 }
 
 TEST_CASE("capabilities: the hook cannot be bypassed by the usual tricks", "[capabilities][modules][bypass]") {
@@ -347,6 +357,89 @@ TEST_CASE("capabilities: native_extensions = \"allowlist\" loads only the listed
                          "extension \"_ctypes\""));
   CHECK(contains(caught, "(not in allow_native)"));
   check_denied(rt.import_module("ctypes"), "capabilities.native_extensions: _ctypes", "(not in allow_native)");
+}
+
+TEST_CASE("capabilities: allow_native admits a package's extensions from its own directory only",
+          "[capabilities][native]") {
+  Runtime rt(test::test_config("[capabilities]\nnative_extensions = \"allowlist\"\nallow_native = [\"gk_testext\"]\n"));
+  const std::string so = rt.eval("__import__('sysconfig').get_config_var('EXT_SUFFIX')")->as_string();
+  // The FFI, loaded under a name inside an allowlisted package.
+  auto results = run_attempts(rt, "SO = '" + so + "'\n" + R"PY(
+import importlib.util, os
+def load(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    importlib.util.module_from_spec(spec)
+attempt('renamed into the package', lambda: load('gk_testext._ctypes', os.path.dirname(os.__file__) + '/lib-dynload/_ctypes' + SO))
+)PY");
+  REQUIRE(results.size() == 1);
+  CHECK(contains(results[0], "renamed into the package: denied: capability denied by capabilities.native_extensions: "
+                             "loading the native extension \"gk_testext._ctypes\" from "));
+  CHECK(contains(results[0], "(allow_native admits \"gk_testext\"'s extensions from its own directory on sys.path only)"));
+  CHECK(rt.eval("'_ctypes' in __import__('sys').modules")->as_bool() == false);
+}
+
+TEST_CASE("capabilities: every denial is a CapabilityDenied, an ImportError for a load and a PermissionError "
+          "otherwise",
+          "[capabilities][exceptions]") {
+  Runtime rt(test::test_config("[capabilities]\ndeny_modules = [\"ctypes\"]\n"));
+  auto hierarchy = rt.eval(
+      "(lambda g: [issubclass(g.ImportDenied, g.CapabilityDenied) and issubclass(g.ImportDenied, ImportError),"
+      " issubclass(g.PermissionDenied, g.CapabilityDenied) and issubclass(g.PermissionDenied, PermissionError),"
+      " issubclass(g.CapabilityDenied, (ImportError, OSError)),"
+      " issubclass(g.ImportDenied, OSError), issubclass(g.PermissionDenied, ImportError)])(__import__('gilkeeper'))");
+  REQUIRE(hierarchy.has_value());
+  const auto& h = hierarchy->as_list();
+  REQUIRE(h.size() == 5);
+  CHECK(h[0].as_bool());
+  CHECK(h[1].as_bool());
+  CHECK_FALSE(h[2].as_bool());  // CapabilityDenied itself is neither
+  CHECK_FALSE(h[3].as_bool());
+  CHECK_FALSE(h[4].as_bool());
+
+  // Each is caught where code expects its builtin kind, and by CapabilityDenied.
+  auto ran = rt.exec(R"PY(
+import gilkeeper, os
+caught = []
+try:
+    import ctypes
+except ImportError as e:
+    caught.append(type(e).__name__ + ' ' + e.name)
+try:
+    os.fork()
+except PermissionError as e:
+    caught.append(type(e).__name__ + ' ' + e.rule)
+try:
+    import _ctypes
+except gilkeeper.CapabilityDenied as e:
+    caught.append(e.key)
+)PY");
+  INFO((ran ? std::string() : ran.error().to_string()));
+  REQUIRE(ran.has_value());
+  auto caught = rt.eval("caught");
+  REQUIRE(caught.has_value());
+  const auto& c = caught->as_list();
+  REQUIRE(c.size() == 3);
+  CHECK(c[0].as_string() == "ImportDenied ctypes");
+  CHECK(c[1].as_string() == "PermissionDenied capabilities.fork: os.fork");
+  CHECK(c[2].as_string() == "capabilities.deny_modules");
+  CHECK(rt.stats().capability_denials == 3);
+}
+
+TEST_CASE("capabilities: a native extension that is not allowlisted is an ImportError, so PyYAML falls back to "
+          "pure Python",
+          "[capabilities][native][stack]") {
+  Runtime rt(test::test_config("[capabilities]\nnative_extensions = \"allowlist\"\n"));
+  // PyYAML imports its libyaml binding inside `try: ... except ImportError`.
+  REQUIRE(rt.exec("import yaml").has_value());
+  CHECK(rt.eval("yaml.__with_libyaml__")->as_bool() == false);
+  CHECK(rt.eval("yaml.safe_load('a: [1, 2]')['a'][1]")->as_int() == 2);
+  CHECK(rt.stats().capability_denials >= 1);
+  // Uncaught, the denial names the rule and the extension, also through
+  // `from package import submodule` (which ignores a ModuleNotFoundError).
+  check_denied(rt.exec("import yaml._yaml"), "capabilities.native_extensions: yaml._yaml",
+               "loading the native extension \"yaml._yaml\" from ");
+  check_denied(rt.exec("from yaml import _yaml"), "capabilities.native_extensions: yaml._yaml",
+               "loading the native extension \"yaml._yaml\" from ");
 }
 
 TEST_CASE("capabilities: subprocess = \"deny\" stops Popen, os.system, posix_spawn, exec and multiprocessing",

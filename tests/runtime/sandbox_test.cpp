@@ -58,6 +58,8 @@ TEST_CASE("capability denials in worker processes are counted in the host's stat
     auto r = rt.exec("import ctypes");
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error().code == ErrorCode::capability_denied);
+    CHECK(r.error().where == "capabilities.deny_modules: ctypes");
+    CHECK(r.error().type == "gilkeeper.ImportDenied");
   }
   CHECK(rt.stats().capability_denials == 2);
 }
