@@ -1,5 +1,6 @@
 // The two job commands: `gilkeeper run` (JobRun: reading, the pipeline, the
-// writer thread, the summary) and `gilkeeper check`.
+// writer thread, syncing, the accounting and the summary) and
+// `gilkeeper check`.
 
 #include "cli/job_runner.hpp"
 
@@ -7,7 +8,9 @@
 #include "cli/json_value.hpp"
 #include "cli/line_file.hpp"
 #include "cli/progress.hpp"
+#include "cli/resume.hpp"
 #include "cli/say.hpp"
+#include "cli/stop_signals.hpp"
 
 #include "gilkeeper/gilkeeper.hpp"
 #include "gilkeeper/runtime/pipeline.hpp"
@@ -27,12 +30,11 @@
 #include <condition_variable>
 #include <csignal>
 #include <mutex>
+#include <optional>
 #include <pthread.h>
 #include <thread>
 
-#include <poll.h>
-#include <sys/eventfd.h>
-#include <sys/signalfd.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,14 +50,6 @@ bool is_blank(std::string_view text) {
 
 // -- the run -------------------------------------------------------------------
 
-sigset_t stop_signal_set() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  return set;
-}
-
 // Errors that would only happen again, or a runtime that takes no work.
 std::vector<ErrorCode> retryable_codes() {
   return {ErrorCode::python_exception, ErrorCode::deadline_exceeded, ErrorCode::worker_crashed,
@@ -64,17 +58,23 @@ std::vector<ErrorCode> retryable_codes() {
 
 class JobRun {
 public:
-  JobRun(Runtime& rt, const Config& job, LineFile& output, LineFile& errors)
-    : rt_(rt), job_(job), output_(output), errors_(errors) {}
+  // `done`: records an interrupted run already wrote (see --resume), whose
+  // lines are in `output` and `errors` (opened to append after them).
+  JobRun(const Config& job, LineFile& output, LineFile& errors, const SyncPolicy& sync, StopWatcher& stops,
+         const ResumePoint& done)
+    : job_(job), output_(output), errors_(errors), sync_(sync), stops_(stops), by_code_(done.failed_by_code),
+      resumed_(done.done.size()), errors_before_(errors.lines()) {}
 
-  // Reads every line of `input` and sends each record through the stages.
-  // Stops early when `interrupted` is set. False when reading failed.
+  // Reads every line of `input` that is not in `skip` (ascending line
+  // numbers) and sends each record through the stages. Stops early once
+  // interrupt() is called (before or during). False when reading failed.
   //
   // Three threads carry the records: this one reads and parses lines and
   // pushes them in runs; the pipeline's thread dispatches them (in batches)
   // to the runtime and orders the results; a writer thread encodes and
   // writes them. The thread that dispatches never parses, encodes or writes.
-  bool process(std::FILE* input, const std::atomic<bool>& interrupted, const ProgressOptions& progress) {
+  bool process(Runtime& rt, std::FILE* input, const std::vector<std::uint64_t>& skip,
+               const ProgressOptions& progress) {
     struct Publish {
       JobRun& run;
       ~Publish() {
@@ -106,7 +106,7 @@ public:
     options.ordered = ordered;
     options.max_in_flight = std::max<std::size_t>(kReadRun * 4, 4 * width);
     options.stop_grace = job_.runtime.shutdown_grace;
-    Pipeline pipeline(rt_, std::move(stages), options);
+    Pipeline pipeline(rt, std::move(stages), options);
     Writer writer(*this);
     pipeline.on_output([&](Output&& o) { writer.pending.outputs.push_back(std::move(o)); });
     pipeline.on_failure([&](Failure&& f) { writer.pending.failures.push_back(std::move(f)); });
@@ -116,10 +116,10 @@ public:
     {
       std::lock_guard<std::mutex> g(pipeline_mutex_);
       pipeline_ = &pipeline;
-      if (interrupted)
+      if (stopping_)
         pipeline.stop();
     }
-    Progress bar(progress, pipeline, rt_, total_lines_);
+    Progress bar(progress, pipeline, rt, total_lines_);
     // From a pipe or a terminal, records may trickle in: hand them on
     // before waiting for more input, not only when a run is full.
     struct stat st {};
@@ -128,6 +128,7 @@ public:
     std::size_t capacity = 0;
     ssize_t n;
     std::uint64_t line = 0;
+    auto next_skip = skip.begin();
     std::vector<PipelineRecord> run;
     run.reserve(kReadRun);
     // Read but refused (the run was stopped): each still gets its line.
@@ -143,7 +144,7 @@ public:
       return not_run.empty();
     };
     for (;;) {
-      if (interrupted)
+      if (stopping_)
         break;
       if (run.size() >= kReadRun || (trickles && input_buffer_empty(input))) {
         if (!push_run())
@@ -151,19 +152,22 @@ public:
       }
       errno = 0;
       if ((n = ::getline(&buffer, &capacity, input)) == -1) {
-        if (errno == EINTR && !interrupted) {
+        if (errno == EINTR && !stopping_) {
           std::clearerr(input);
           continue;
         }
         break;
       }
       ++line;
+      if (next_skip != skip.end() && *next_skip == line) {
+        ++next_skip;  // done by the interrupted run
+        continue;
+      }
       std::string text(buffer, static_cast<std::size_t>(n));
       while (!text.empty() && (text.back() == '\n' || text.back() == '\r'))
         text.pop_back();
       if (is_blank(text))
         continue;
-      ++records_;
       PipelineRecord r;
       r.id = line;
       if (Error e = parse_record(text, r.value))
@@ -171,12 +175,12 @@ public:
       r.input = Value(std::move(text));
       run.push_back(std::move(r));
     }
-    if (!interrupted)
+    if (!stopping_)
       push_run();
     not_run.insert(not_run.end(), std::make_move_iterator(run.begin()), std::make_move_iterator(run.end()));
-    bool read_ok = !std::ferror(input) || interrupted;
+    bool read_ok = !std::ferror(input) || stopping_;
     std::free(buffer);
-    if (interrupted)
+    if (stopping_)
       pipeline.stop();
     else
       pipeline.close();
@@ -186,7 +190,7 @@ public:
     for (auto& r : not_run)
       fail(r.id, r.input->as_string(),
            r.failed ? *r.failed
-                    : Error(ErrorCode::runtime_stopped, "the run was interrupted before this record was processed"),
+                    : Error(ErrorCode::runtime_stopped, "the run was stopped before this record was processed"),
            "", !r.failed);
     elapsed_ = steady::now() - started_;
     return read_ok;
@@ -194,14 +198,37 @@ public:
 
   void set_total_lines(std::int64_t n) noexcept { total_lines_ = n; }
 
-  /// Stops the pipeline (from the signal watcher): no more records are
-  /// accepted, the ones in flight finish or fail within the grace period.
+  /// Stops the run (thread-safe, idempotent): no more lines are read, the
+  /// records in flight finish or fail within the grace period.
   void interrupt() {
+    stopping_ = true;
     std::lock_guard<std::mutex> g(pipeline_mutex_);
     if (pipeline_)
       pipeline_->stop();
   }
-  bool any_failed() const noexcept { return failed_ > 0; }
+
+  /// Writes what is left, makes both files durable (unless `--sync off`)
+  /// and closes them. False when a file failed (see write_failures()).
+  bool finish_files() {
+    std::lock_guard<std::mutex> g(sink_mutex_);
+    if (sync_.kind != SyncPolicy::Kind::off)
+      sync_now();
+    bool ok = output_.close() & errors_.close();
+    settle();
+    return ok;
+  }
+
+  /// Why the files failed, one line each ("" when neither did).
+  std::vector<std::string> write_failures() const {
+    std::vector<std::string> why;
+    for (const LineFile* f : {&output_, &errors_})
+      if (f->failed())
+        why.push_back(f->failure());
+    return why;
+  }
+
+  bool any_failed() const noexcept { return errors_.lines() > 0; }
+  std::uint64_t not_written() const noexcept { return output_.lost() + errors_.lost(); }
 
   /// Interpreters the runtime replaced during the run (process isolation).
   void set_restarts(const Stats& s) {
@@ -210,20 +237,25 @@ public:
     capability_denials_ = s.capability_denials;
   }
 
-  // The human summary (stderr).
-  void print_summary() const {
+  // The human summary (stderr). `interrupted`: a stop signal came.
+  void print_summary(bool interrupted) const {
+    std::uint64_t records = total_records();
     double secs = elapsed_seconds();
-    double rate = secs > 0 ? static_cast<double>(records_) / secs : 0.0;
-    std::fprintf(stderr, "gilkeeper: %llu %s in %.3f s (%.0f records/s): %llu ok, %llu failed%s\n",
-                 ull(records_), records_ == 1 ? "record" : "records", secs, rate, ull(ok_), ull(failed_),
-                 report_.stopped ? " (interrupted)" : "");
+    double rate = secs > 0 ? static_cast<double>(records - resumed_) / secs : 0.0;
+    std::string resumed =
+        resumed_ > 0 ? " (" + std::to_string(resumed_) + " done before this run resumed)" : std::string();
+    std::fprintf(stderr, "gilkeeper: %llu %s%s in %.3f s (%.0f records/s): %llu ok, %llu failed%s%s\n",
+                 ull(records), records == 1 ? "record" : "records", resumed.c_str(), secs, rate, ull(output_.lines()),
+                 ull(errors_.lines()),
+                 not_written() > 0 ? (", " + std::to_string(not_written()) + " not written").c_str() : "",
+                 interrupted ? " (interrupted)" : "");
     if (!by_code_.empty()) {
       std::string codes;
       for (auto& [code, n] : by_code_)
         codes += (codes.empty() ? "" : ", ") + code + " " + std::to_string(n);
       std::fprintf(stderr, "  failed by code: %s\n", codes.c_str());
     }
-    for (auto& s : report_.stages) {
+    for (auto& s : stage_reports()) {
       std::fprintf(stderr, "  stage \"%s\": %llu calls, p50 %.3f ms, p99 %.3f ms%s\n", s.name.c_str(),
                    ull(s.calls), s.p50_ms, s.p99_ms,
                    s.retries ? (", " + std::to_string(s.retries) + " retried").c_str() : "");
@@ -244,14 +276,17 @@ public:
       std::fprintf(stderr, "  capability denials: %llu\n", ull(capability_denials_));
     std::fprintf(stderr, "  errors: %s (%llu %s)\n", absolute(errors_.path()).c_str(), ull(errors_.lines()),
                  errors_.lines() == 1 ? "line" : "lines");
+    if (not_written() > 0)
+      std::fprintf(stderr, "  not written: %llu %s (in neither file; `--resume` runs them again)\n",
+                   ull(not_written()), not_written() == 1 ? "record" : "records");
   }
 
-  // The `--summary-json` document.
-  Json summary_json() const {
+  // The `--summary-json` document. PRECONDITION: after finish_files().
+  Json summary_json(bool interrupted) const {
     Json j = Json::object();
-    j["records"] = records_;
-    j["ok"] = ok_;
-    j["failed"] = failed_;
+    j["records"] = total_records();
+    j["ok"] = output_.lines();
+    j["failed"] = errors_.lines();
     Json codes = Json::object();
     for (auto& [code, n] : by_code_)
       codes[code] = n;
@@ -266,10 +301,10 @@ public:
     for (auto& [phase, n] : report_.deadline_misses)
       misses[phase] = n;
     j["deadline_misses"] = std::move(misses);
-    j["interrupted"] = report_.stopped;
+    j["interrupted"] = interrupted;
     j["capability_denials"] = capability_denials_;
     Json stages = Json::object();
-    for (auto& s : report_.stages) {
+    for (auto& s : stage_reports()) {
       Json one = Json::object();
       one["calls"] = s.calls;
       one["p50_ms"] = s.p50_ms;
@@ -278,6 +313,8 @@ public:
       stages[s.name] = std::move(one);
     }
     j["stages"] = std::move(stages);
+    j["not_written"] = not_written();
+    j["resumed"] = resumed_;
     return j;
   }
 
@@ -286,8 +323,8 @@ private:
   static constexpr std::size_t kReadRun = 256;
 
   // The writer thread: encodes and writes what the pipeline emitted, run by
-  // run. `pending` is filled on the pipeline's thread and handed on at each
-  // flush.
+  // run, and syncs on the run's cadence. `pending` is filled on the
+  // pipeline's thread and handed on at each flush.
   class Writer {
   public:
     struct Batch {
@@ -325,10 +362,17 @@ private:
       std::string line;
       for (;;) {
         std::deque<Batch> batches;
+        // Sleeps until there is work, or until written lines are due to be
+        // made durable (`--sync interval:...`).
+        std::optional<steady::time_point> sync_due = run_.sync_due();
         {
           std::unique_lock<std::mutex> lk(m_);
-          cv_.wait(lk, [&] { return done_ || !queue_.empty(); });
-          if (queue_.empty())
+          auto ready = [&] { return done_ || !queue_.empty(); };
+          if (sync_due)
+            cv_.wait_until(lk, *sync_due, ready);
+          else
+            cv_.wait(lk, ready);
+          if (queue_.empty() && done_)
             return;
           batches.swap(queue_);
         }
@@ -339,16 +383,7 @@ private:
             run_.fail(f.id, f.input.as_string(), f.error, f.stage, !f.stage.empty());
         }
         // Nothing more to write right now: let readers of the output see it.
-        bool idle;
-        {
-          std::lock_guard<std::mutex> g(m_);
-          idle = queue_.empty();
-        }
-        if (idle) {
-          std::lock_guard<std::mutex> s(run_.sink_mutex_);
-          run_.output_.flush();
-          run_.errors_.flush();
-        }
+        run_.flush_files();
       }
     }
 
@@ -372,17 +407,8 @@ private:
     line += '}';
     std::lock_guard<std::mutex> g(sink_mutex_);
     output_.write_line(line);
-    ++ok_;
+    wrote_line();
   }
-
-  // True when the next read of `input` has to wait for the OS (glibc).
-  static bool input_buffer_empty(std::FILE* input) {
-    return input->_IO_read_ptr >= input->_IO_read_end;
-  }
-
-  static unsigned long long ull(std::uint64_t n) { return static_cast<unsigned long long>(n); }
-
-  double elapsed_seconds() const { return std::chrono::duration<double>(elapsed_).count(); }
 
   // Writes a failed record to the errors file; `parsed` when its text is JSON.
   void fail(std::uint64_t line, std::string_view text, const Error& e, const std::string& stage, bool parsed) {
@@ -397,22 +423,109 @@ private:
     std::lock_guard<std::mutex> g(sink_mutex_);
     errors_.write_line("{\"line\":" + std::to_string(line) + ",\"input\":" + input_json_text(text, parsed)
                        + ",\"error\":" + dump_line(error) + "}");
-    ++failed_;
-    ++by_code_[to_string(e.code)];
+    unsettled_codes_.push_back(to_string(e.code));
+    wrote_line();
   }
 
-  Runtime& rt_;
+  // PRECONDITION (this and the helpers below): sink_mutex_ held.
+  void wrote_line() {
+    if (!unsynced_since_)
+      unsynced_since_ = steady::now();
+    if (sync_.kind == SyncPolicy::Kind::every && ++lines_since_sync_ >= sync_.records)
+      sync_now();
+    settle();
+  }
+
+  // Hands both files' lines to the file system, and syncs them when the
+  // interval is due.
+  void flush_files() {
+    std::lock_guard<std::mutex> g(sink_mutex_);
+    output_.flush();
+    errors_.flush();
+    if (sync_.kind == SyncPolicy::Kind::interval && unsynced_since_
+        && steady::now() - *unsynced_since_ >= sync_.interval)
+      sync_now();
+    settle();
+  }
+
+  void sync_now() {
+    output_.sync();
+    errors_.sync();
+    unsynced_since_.reset();
+    lines_since_sync_ = 0;
+  }
+
+  // When lines written since the last sync must be made durable.
+  std::optional<steady::time_point> sync_due() {
+    std::lock_guard<std::mutex> g(sink_mutex_);
+    if (sync_.kind != SyncPolicy::Kind::interval || !unsynced_since_)
+      return std::nullopt;
+    return *unsynced_since_ + std::chrono::duration_cast<steady::duration>(sync_.interval);
+  }
+
+  // Counts the error codes of the errors lines that reached the file; drops
+  // those of lines lost with a failed file. A file that fails stops the run:
+  // what would follow could not be written.
+  void settle() {
+    std::uint64_t written = errors_.lines() - errors_before_;
+    while (settled_errors_ < written && !unsettled_codes_.empty()) {
+      ++by_code_[unsettled_codes_.front()];
+      unsettled_codes_.pop_front();
+      ++settled_errors_;
+    }
+    if (errors_.failed())
+      unsettled_codes_.clear();
+    if ((output_.failed() || errors_.failed()) && !stop_asked_) {
+      stop_asked_ = true;
+      stops_.request_stop();
+    }
+  }
+
+  // True when the next read of `input` has to wait for the OS (glibc).
+  static bool input_buffer_empty(std::FILE* input) {
+    return input->_IO_read_ptr >= input->_IO_read_end;
+  }
+
+  static unsigned long long ull(std::uint64_t n) { return static_cast<unsigned long long>(n); }
+
+  double elapsed_seconds() const { return std::chrono::duration<double>(elapsed_).count(); }
+
+  // Every record of the input that is done or was read: in the output, in
+  // the errors, or not written.
+  std::uint64_t total_records() const { return output_.lines() + errors_.lines() + not_written(); }
+
+  // The pipeline's stage reports, or the job's stages with no calls when it
+  // never ran (stopped before the first record).
+  std::vector<StageReport> stage_reports() const {
+    if (!report_.stages.empty())
+      return report_.stages;
+    std::vector<StageReport> none;
+    for (auto& s : job_.stages) {
+      none.emplace_back();
+      none.back().name = s.name;
+    }
+    return none;
+  }
+
   const Config& job_;
   LineFile& output_;
   LineFile& errors_;
+  const SyncPolicy sync_;
+  StopWatcher& stops_;
+  std::atomic<bool> stopping_{false};
+  // Guards both files and the accounting below.
   std::mutex sink_mutex_;
+  std::optional<steady::time_point> unsynced_since_;
+  std::uint64_t lines_since_sync_ = 0;
+  std::deque<std::string> unsettled_codes_;
+  std::uint64_t settled_errors_ = 0;
+  bool stop_asked_ = false;
   std::mutex pipeline_mutex_;
   Pipeline* pipeline_ = nullptr;
   std::int64_t total_lines_ = -1;
-  std::uint64_t records_ = 0;
-  std::uint64_t ok_ = 0;
-  std::uint64_t failed_ = 0;
   std::map<std::string, std::uint64_t> by_code_;
+  const std::uint64_t resumed_;
+  const std::uint64_t errors_before_;
   std::uint64_t workers_restarted_ = 0;
   std::uint64_t capability_denials_ = 0;
   std::vector<std::pair<std::string, std::uint64_t>> restarts_by_cause_;
@@ -443,6 +556,17 @@ std::string default_errors_path(const std::string& output) {
 }
 
 int run_job(const RunOptions& options) {
+  // The stop signals have been blocked since main began (every thread the
+  // runtime starts inherits the mask); from here this watcher takes them. A
+  // signal that came before is taken at once: the run then starts nothing,
+  // writes its (empty) files and summary, and exits 130.
+  StopWatcher stops;
+  if (!stops.ok())
+    return exit_internal;
+  // A file size limit makes a write fail (EFBIG), counted like a full disk,
+  // instead of killing the process before it writes its summary.
+  std::signal(SIGXFSZ, SIG_IGN);
+
   Config job;
   if (!load_job(options.job, job))
     return exit_usage;
@@ -454,17 +578,36 @@ int run_job(const RunOptions& options) {
     }
     job.runtime.workers = options.workers;
   }
-  // Before any thread starts: SIGINT and SIGTERM go to the watcher only.
-  sigset_t stop_signals = stop_signal_set();
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  struct sigaction wake {};
-  wake.sa_handler = [](int) {};  // only interrupts a blocking read (no SA_RESTART)
-  sigemptyset(&wake.sa_mask);
-  sigaction(SIGUSR2, &wake, nullptr);
+  std::optional<SyncPolicy> sync = parse_sync_policy(options.sync);
+  if (!sync) {
+    say("--sync " + options.sync + ": expected off, every:N or interval:DURATION");
+    return exit_usage;
+  }
 
   std::string errors_path = options.errors.empty() ? default_errors_path(options.output) : options.errors;
   if (same_files(options, errors_path))
     return exit_usage;
+
+  ResumePoint done;
+  if (options.resume) {
+    if (options.input == "-" || options.output == "-") {
+      say("--resume needs --input FILE and --output FILE: it reads the input and the interrupted run's files again");
+      return exit_usage;
+    }
+    bool ordered = true;
+    for (auto& s : job.stages)
+      ordered = ordered && s.ordered;
+    std::string why;
+    if (!find_resume_point(options.input, options.output, errors_path, ordered, done, why)) {
+      say("cannot resume: " + why);
+      return exit_usage;
+    }
+    for (auto& note : done.notes)
+      say("resume: " + note);
+    say("resume: " + std::to_string(done.done.size()) + " records done (" + std::to_string(done.output.lines)
+        + " in " + options.output + ", " + std::to_string(done.errors.lines) + " in " + errors_path
+        + "); going on with the rest of " + options.input);
+  }
 
   std::FILE* input = stdin;
   if (options.input != "-") {
@@ -482,95 +625,80 @@ int run_job(const RunOptions& options) {
     }
   } close_input{input};
 
-  auto rt = start_runtime(job);
-  if (!rt)
-    return exit_internal;
-  // Results own stdout: Python's print() goes to stderr.
-  if (auto redirected = rt->exec("import sys\nsys.stdout = sys.stderr\n"); !redirected) {
-    say("cannot redirect Python's stdout: " + redirected.error().to_string());
-    stop_runtime(rt, exit_internal);
-    return exit_internal;
+  // Interrupted already: no runtime to start, nothing to run.
+  std::unique_ptr<Runtime> rt;
+  if (!stops.stopped()) {
+    rt = start_runtime(job);
+    if (!rt)
+      return exit_internal;
+    // Results own stdout: Python's print() goes to stderr.
+    if (auto redirected = rt->exec("import sys\nsys.stdout = sys.stderr\n"); !redirected) {
+      say("cannot redirect Python's stdout: " + redirected.error().to_string());
+      stop_runtime(rt, exit_internal);
+      return exit_internal;
+    }
+    // A stage that cannot resolve would fail every record the same way.
+    if (!stops.stopped() && !check_stages(*rt, job, stderr, false)) {
+      say(options.job + ": a stage does not resolve; nothing was run (see `gilkeeper check`)");
+      stop_runtime(rt, exit_usage);
+      return exit_usage;
+    }
   }
-  // A stage that cannot resolve would fail every record the same way.
-  if (!check_stages(*rt, job, stderr, false)) {
-    say(options.job + ": a stage does not resolve; nothing was run (see `gilkeeper check`)");
-    stop_runtime(rt, exit_usage);
-    return exit_usage;
-  }
+  auto leave = [&](int status) {
+    if (rt)
+      stop_runtime(rt, status);
+    return status;
+  };
 
-  LineFile output, errors, summary;
-  if (!output.open(options.output, "output") || !errors.open(errors_path, "errors")
-      || (!options.summary_json.empty() && !summary.open(options.summary_json, "summary"))) {
-    stop_runtime(rt, exit_usage);
-    return exit_usage;
+  LineFile output, errors;
+  bool opened = options.resume
+                    ? output.open_to_append(options.output, "output", done.output.keep_bytes, done.output.lines)
+                          && errors.open_to_append(errors_path, "errors", done.errors.keep_bytes, done.errors.lines)
+                    : output.open(options.output, "output") && errors.open(errors_path, "errors");
+  // The summary is written whole at the end; here only whether it can be.
+  if (opened && !options.summary_json.empty() && options.summary_json != "-") {
+    int fd = ::open(options.summary_json.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0)
+      say("cannot open the summary file " + options.summary_json + ": " + std::strerror(errno));
+    else
+      ::close(fd);
+    opened = fd >= 0;
   }
+  if (!opened)
+    return leave(exit_usage);
 
-  JobRun run(*rt, job, output, errors);
+  JobRun run(job, output, errors, *sync, stops, done);
   // The total is for the progress display: no second read of the input
   // when nothing shows it.
   bool progress_shown = options.progress == "always" || (options.progress == "auto" && ::isatty(2));
   if (progress_shown)
-    run.set_total_lines(count_lines(options.input));
+    run.set_total_lines(count_lines(options.input) - static_cast<std::int64_t>(done.done.size()));
 
-  // Ctrl-C / SIGTERM: the signals are blocked in every thread (the
-  // runtime's threads inherited the mask) and taken here by a watcher, which
-  // stops the pipeline and wakes the reader out of a blocking read.
-  std::atomic<bool> interrupted{false};
-  pthread_t reader = pthread_self();
-  // The watcher waits for a stop signal or for the end of the run (an
-  // eventfd), with no polling tick.
-  int signals_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC);
-  int finished_fd = eventfd(0, EFD_CLOEXEC);
-  if (signals_fd < 0 || finished_fd < 0) {
-    say(std::string("cannot watch for signals: ") + std::strerror(errno));
-    stop_runtime(rt, exit_internal);
-    return exit_internal;
-  }
-  std::thread watcher([&] {
-    pollfd fds[2] = {{signals_fd, POLLIN, 0}, {finished_fd, POLLIN, 0}};
-    for (;;) {
-      if (::poll(fds, 2, -1) < 0 && errno != EINTR)
-        return;
-      if (fds[1].revents & POLLIN)
-        return;
-      if (fds[0].revents & POLLIN) {
-        signalfd_siginfo info;
-        if (::read(signals_fd, &info, sizeof info) != static_cast<ssize_t>(sizeof info))
-          continue;
-        interrupted = true;
-        run.interrupt();
-        // Wake the reader out of a blocking read until the run ends.
-        for (;;) {
-          pthread_kill(reader, SIGUSR2);
-          pollfd done{finished_fd, POLLIN, 0};
-          if (::poll(&done, 1, 50) > 0)
-            return;
-        }
-      }
-    }
-  });
-  bool read_ok = run.process(input, interrupted, ProgressOptions{options.progress});
-  std::uint64_t one = 1;
-  (void)!::write(finished_fd, &one, sizeof one);
-  watcher.join();
-  ::close(signals_fd);
-  ::close(finished_fd);
-  run.set_restarts(rt->stats());
+  // Ctrl-C / SIGTERM, or a file that cannot be written: the watcher stops
+  // the pipeline and wakes the reader out of a blocking read.
+  stops.attach([&run] { run.interrupt(); });
+  bool read_ok = !rt || run.process(*rt, input, done.done, ProgressOptions{options.progress});
+  stops.finish();
+  bool interrupted = stops.signal() != 0;
+  if (rt)
+    run.set_restarts(rt->stats());
   if (!read_ok)
     say("reading the input " + options.input + " failed: " + std::strerror(errno));
-  bool written = output.close("output") & errors.close("errors");
-  if (!options.summary_json.empty()) {
-    summary.write_line(run.summary_json().dump(2));
-    written = summary.close("summary") && written;
-  }
-  run.print_summary();
+  // The summary comes after the lines it counts are in the files (and
+  // durable, unless --sync off).
+  bool written = run.finish_files();
+  for (auto& why : run.write_failures())
+    say(why);
+  if (!options.summary_json.empty())
+    written = replace_file(options.summary_json, run.summary_json(interrupted).dump(2) + "\n", "summary") && written;
+  run.print_summary(interrupted);
 
-  int status = interrupted ? exit_interrupted
-               : !read_ok || !written ? exit_internal
+  int status = !written ? exit_internal
+               : interrupted ? exit_interrupted
+               : !read_ok ? exit_internal
                : run.any_failed() ? exit_some_failed
                                   : exit_ok;
-  stop_runtime(rt, status);
-  return status;
+  return leave(status);
 }
 
 int check_job(const std::string& path) {

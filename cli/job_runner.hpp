@@ -4,6 +4,8 @@
 // Both return the process exit status (see ExitStatus) and report on stderr;
 // neither throws.
 
+#include "cli/sync_policy.hpp"
+
 #include <string>
 
 namespace gk::cli {
@@ -12,7 +14,8 @@ namespace gk::cli {
 enum ExitStatus : int {
   /// Every record succeeded (`run`), every stage resolves (`check`).
   exit_ok = 0,
-  /// A bug, an I/O failure mid-run, or a runtime that could not start.
+  /// A bug, reading the input failed, a runtime that could not start, or
+  /// some records could not be written (the summary's `not_written`).
   exit_internal = 1,
   /// A usage error, a bad job file, an input that cannot be opened, or a
   /// stage whose callable does not resolve. Nothing was processed.
@@ -21,6 +24,7 @@ enum ExitStatus : int {
   exit_some_failed = 3,
   /// Interrupted by SIGINT or SIGTERM: records in flight finished or failed,
   /// the summary was written, every line read is in the output or errors.
+  /// (A record that could not be written makes it exit_internal instead.)
   exit_interrupted = 130,
 };
 
@@ -40,6 +44,10 @@ struct RunOptions {
   std::string progress = "auto";
   /// Overrides `[runtime] workers` when > 0.
   int workers = 0;
+  /// Go on from the output and errors files of an interrupted run.
+  bool resume = false;
+  /// When the output and errors are made durable (see SyncPolicy).
+  std::string sync = kDefaultSync;
 };
 
 /// How a run shows its progress on stderr.
@@ -52,6 +60,8 @@ std::string default_errors_path(const std::string& output);
 
 /// Runs a job over JSONL records. Single-threaded caller; starts (and shuts
 /// down) one runtime, so only one may run per process.
+/// PRECONDITION: the stop signals are blocked (block_stop_signals()) in
+/// every thread of the process.
 int run_job(const RunOptions& options);
 
 /// Validates a job: the file parses, it has stages, and each stage's callable

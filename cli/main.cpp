@@ -2,11 +2,14 @@
 // Python callables over JSONL records; `gilkeeper check JOB.toml` validates a
 // job. See docs/cli.md.
 #include "job_runner.hpp"
+#include "stop_signals.hpp"
+#include "sync_policy.hpp"
 
 #include "actors/worker.hpp"
 
 #include <CLI/CLI.hpp>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -14,9 +17,15 @@
 
 int main(int argc, char** argv) {
   using namespace gk::cli;
+  // First, before anything can start a thread: SIGINT and SIGTERM wait for
+  // `run`'s watcher (every thread inherits the mask). Other commands get
+  // the mask they started with back.
+  sigset_t mask_at_start = block_stop_signals();
+  auto restore_mask = [&] { pthread_sigmask(SIG_SETMASK, &mask_at_start, nullptr); };
 
   // A worker process of a runtime with process isolation (internal).
   if (argc >= 2 && std::string(argv[1]) == "worker") {
+    restore_mask();
     int fd = -1, parent = 0;
     for (int i = 2; i + 1 < argc; i += 2) {
       std::string flag = argv[i];
@@ -52,6 +61,19 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   run_cmd->add_option("--workers", run.workers, "Interpreters to run (overrides [runtime] workers)")
       ->check(CLI::Range(1, 1024));
+  run_cmd->add_flag("--resume", run.resume,
+                    "Go on from the output and errors files of an interrupted run (same job, input and files)");
+  run_cmd->add_option("--sync", run.sync,
+                      "When the output and errors are made durable (fdatasync): interval:DURATION, every:N "
+                      "(records), off")
+      ->check(CLI::Validator(
+          [](std::string& text) {
+            return parse_sync_policy(text) ? std::string()
+                                           : "expected off, every:N (N >= 1) or interval:DURATION (like 500ms), "
+                                             "got \"" + text + "\"";
+          },
+          "POLICY"))
+      ->capture_default_str();
 
   std::string check_job_path;
   auto* check_cmd = app.add_subcommand("check", "Validate a job: its file and every stage's callable");
@@ -60,11 +82,14 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    restore_mask();
     // --help and --version exit 0; every other parse problem is a usage error.
     int status = app.exit(e);
     return status == 0 ? exit_ok : exit_usage;
   }
 
+  if (!*run_cmd)
+    restore_mask();
   try {
     if (*run_cmd)
       return run_job(run);

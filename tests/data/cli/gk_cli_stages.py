@@ -1,4 +1,5 @@
-"""Stages for the CLI tests (tests/cli/cli_test.cpp)."""
+"""Stages for the CLI tests (tests/cli/*_test.cpp)."""
+import os
 import time
 
 
@@ -22,6 +23,18 @@ def maybe_sleep(record):
     """Sleeps for record["sleep"] seconds when set."""
     time.sleep(record.get("sleep", 0))
     return record["id"]
+
+
+def gated_sleep(record):
+    """maybe_sleep, except that a record with "gate" (a path) first waits,
+    up to 20 s, for that file to exist, having created "<gate>.reached"."""
+    gate = record.get("gate")
+    if gate and not os.path.exists(gate):
+        open(gate + ".reached", "w").close()
+        give_up = time.monotonic() + 20
+        while not os.path.exists(gate) and time.monotonic() < give_up:
+            time.sleep(0.001)
+    return maybe_sleep(record)
 
 
 def special(record):
