@@ -463,6 +463,7 @@ private:
       wd_deadline_ = deadline;
       wd_label_ = label;
       wd_interrupted_ = false;
+      wd_native_probed_ = false;
       wd_cancelled_ = false;
       wd_wedged_ = false;
       wake = deadline.is_finite() && deadline.when() < wd_wake_;
@@ -499,6 +500,24 @@ private:
         wd_wake_ = wd_deadline_.when();
       } else {
         auto wedge_at = wd_deadline_.when() + grace_;
+        if (options_.on_stuck_in_native && !wd_native_probed_) {
+          if (Interpreter::stuck_in_native(wd_seq_, kNativeProbe)) {
+            wd_native_probed_ = true;
+            auto running = wd_slot_;
+            lk.unlock();
+            options_.on_stuck_in_native(running);
+            lk.lock();
+            continue;
+          } else if (auto probe_until = std::min(wedge_at, wd_deadline_.when() + 10 * kNativeProbe);
+                     now < probe_until && Interpreter::interrupt_pending(wd_seq_)) {
+            // Look again soon: the signal may not have been delivered yet.
+            wd_wake_ = std::min(probe_until, now + kNativeProbe / 2);
+            wd_cv_.wait_until(lk, wd_wake_);
+            continue;
+          } else {
+            wd_native_probed_ = true;  // taken by Python code, or a blocking call: the usual way
+          }
+        }
         if (now >= wedge_at && options_.exit_when_stuck)
           std::_Exit(kStuckExitStatus);  // the host reaps and replaces this process
         if (now >= wedge_at) {
@@ -645,6 +664,8 @@ private:
   const BatchReply* wd_batch_ = nullptr;
   std::size_t wd_batch_size_ = 0;
   bool wd_interrupted_ = false;
+  // Whether the native-code probe has spoken (on_stuck_in_native).
+  bool wd_native_probed_ = false;
   bool wd_cancelled_ = false;
   bool wd_wedged_ = false;
   bool wd_stop_ = false;

@@ -198,7 +198,19 @@ struct ThreadExecutorOptions {
   /// built). Off in a worker process: its reply must mean that its
   /// interpreter is free again (the host sends the next request at once).
   bool answer_at_interrupt = true;
+  /// In a worker process: called once, from the watchdog thread, when the
+  /// interrupt of a call at its deadline found it holding the GIL and has
+  /// not reached Python code `kNativeProbe` later: it runs native code that
+  /// does not check for signals, and will not reply in time. The host then
+  /// stops the worker at once instead of waiting for a reply.
+  std::function<void(const std::shared_ptr<ReplySlot>&)> on_stuck_in_native;
 };
+
+/// How long an interrupt that found its call holding the GIL may go
+/// untaken before the call counts as stuck in native code (see
+/// ThreadExecutorOptions::on_stuck_in_native). Python code takes one within
+/// microseconds; a blocking call that released the GIL is never counted.
+inline constexpr std::chrono::microseconds kNativeProbe{200};
 
 /// The exit status of a worker process that ended itself because a call
 /// was stuck past its deadline and grace period (see exit_when_stuck).

@@ -142,9 +142,8 @@ Error ProcessExecutor::spawn_child() {
   c.started = clock::now();
   auto setup = wire::make_setup(config_, c.epoch);
   setup.preload.assign(modules_seen_.begin(), modules_seen_.end());
-  auto hello = wire::encode_hello(setup);
-  wire::write_all(c.fd, hello.data(), hello.size());  // a dead child shows up as EOF
   fcntl(c.fd, F_SETFL, fcntl(c.fd, F_GETFL) | O_NONBLOCK);
+  send_frame(c, wire::encode_hello(setup));  // a dead child shows up as EOF
   children_.push_back(std::move(c));
   publish_pids();
   return Error();
@@ -164,11 +163,13 @@ void ProcessExecutor::count_restart(const std::string& cause) {
   restarts_[cause]++;
 }
 
-// After a crash or a failed start the next child is started later, the
-// more so the more failures in a row (a reply resets it): never a hot loop.
+// After a failed start the next child is started later, the more so the
+// more failures in a row (a worker that starts resets it): never a hot loop. (After a
+// crash of a running call the replacement starts at once: its start-up is
+// what limits the rate, and a start that fails backs off.)
 void ProcessExecutor::back_off() {
-  consecutive_crashes_++;
-  auto backoff = std::min<std::chrono::milliseconds>(2000ms, 50ms * (1 << std::min(consecutive_crashes_, 6)));
+  failed_starts_in_a_row_++;
+  auto backoff = std::min<std::chrono::milliseconds>(2000ms, 50ms * (1 << std::min(failed_starts_in_a_row_, 6)));
   next_spawn_ = clock::now() + backoff;
 }
 
@@ -221,6 +222,13 @@ void ProcessExecutor::child_died(Child& c) {
     e.signal = WTERMSIG(status);
   else if (WIFEXITED(status))
     e.exit_status = WEXITSTATUS(status);
+  if (was_starting && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
+    // Killed from outside (or by the OOM killer) while it started: that
+    // says nothing of whether workers can start. Replaced at once.
+    startup_error_.clear();
+    count_restart("crashed");
+    return;
+  }
   if (was_starting) {
     std::string why = startup_error_.empty() ? how : startup_error_;
     startup_error_.clear();
@@ -240,8 +248,10 @@ void ProcessExecutor::child_died(Child& c) {
     count_restart("hard_deadline");
     return;
   }
-  // Poison or pool? A repeat of a call that crashed before does not count
-  // toward degraded, and may put that call in quarantine.
+  // A crash costs the call it hit, nothing more: a segfault, an os._exit,
+  // an OOM kill and a kill from outside look alike, and none of them says
+  // the pool is broken (a replacement that cannot start says that). A call
+  // that crashed before may be put in quarantine.
   CrashVerdict verdict = breaker_.crashed(c.job ? &c.job->request : nullptr, e, how, clock::now());
   if (c.job) {
     e.message = c.job->label + ": " + e.message;
@@ -252,9 +262,6 @@ void ProcessExecutor::child_died(Child& c) {
                  + " times: it is quarantined for " + format_duration(config_.runtime.quarantine_for);
   count_restart("crashed");  // before the caller hears of it, so that its stats() shows the crash
   fail_job(c, e);
-  back_off();
-  if (verdict.degraded)
-    degrade(e.message);
 }
 
 // Kills the child of a call that is still running `grace` after its
@@ -266,6 +273,7 @@ void ProcessExecutor::hard_kill(Child& c) {
   ::kill(-c.pid, SIGKILL);
   close(c.fd);
   c.fd = -1;
+  c.out.clear();
   c.state = Child::State::dying;
   if (c.job)
     stats_.missed(c.job->type, DeadlinePhase::hard);
@@ -273,6 +281,25 @@ void ProcessExecutor::hard_kill(Child& c) {
                               label + " was still running " + describe_grace() +
                                   " after its deadline: its worker process was killed"));
   count_restart("hard_deadline");
+}
+
+// The child says its call, interrupted at its deadline, keeps running
+// native code that does not check for signals. It will not reply in time:
+// its caller is told now, and the child is stopped at once so that it
+// burns no CPU beside the spare that takes the next call; it is killed (and
+// replaced) at the end of the grace period, away from the next call.
+void ProcessExecutor::stuck_in_native(Child& c, std::uint64_t id) {
+  if (c.state != Child::State::busy || !c.job || c.job_id != id)
+    return;  // it replied meanwhile, or was failed already
+  ::kill(-c.pid, SIGSTOP);
+  c.state = Child::State::stopped;
+  c.kill_at = std::max(clock::now(), c.deadline.is_finite() ? c.deadline.when() + config_.timeouts.grace
+                                                              : clock::now());
+  auto label = c.job->label;
+  stats_.missed(c.job->type, DeadlinePhase::hard);
+  fail_job(c, Error::deadline(DeadlinePhase::hard,
+                              label + " was still running native code past its deadline (its interrupt did not "
+                                      "reach Python code): its worker process was stopped, and is replaced"));
 }
 
 std::string ProcessExecutor::describe_grace() const {
@@ -321,6 +348,8 @@ void ProcessExecutor::loop() {
       }
       if (c.state == Child::State::retiring)
         next = std::min(next, c.retire_by);
+      if (c.state == Child::State::stopped)
+        next = std::min(next, c.kill_at);
       if (c.state == Child::State::starting)
         next = std::min(next, c.started + kStartTimeout);
       if (c.state == Child::State::dying)
@@ -330,7 +359,7 @@ void ProcessExecutor::loop() {
     std::vector<pollfd> fds;
     fds.push_back(pollfd{wake_fd_, POLLIN, 0});
     for (auto& c : children_)
-      fds.push_back(pollfd{c.fd, POLLIN, 0});
+      fds.push_back(pollfd{c.fd, static_cast<short>(POLLIN | (c.out.empty() ? 0 : POLLOUT)), 0});
     auto wait_ns = std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::nanoseconds>(next - now).count());
     timespec ts{static_cast<time_t>(wait_ns / 1000000000), static_cast<long>(wait_ns % 1000000000)};
     int n = ::ppoll(fds.data(), fds.size(), &ts, nullptr);
@@ -343,9 +372,13 @@ void ProcessExecutor::loop() {
     }
     for (std::size_t i = 0; i < children_.size(); ++i) {
       auto& c = children_[i];
-      if (fds[i + 1].revents == 0)
+      auto revents = fds[i + 1].revents;
+      if (revents == 0)
         continue;
-      if (!service(c))
+      // A child that stopped reading is not waited for: its request's
+      // deadline (checked below) kills it like a stuck one.
+      bool alive = !(revents & POLLOUT) || flush(c);
+      if (!service(c) || !alive)
         child_died(c);
     }
     now = clock::now();
@@ -366,6 +399,8 @@ void ProcessExecutor::loop() {
         hard_kill(c);
       else if (c.state == Child::State::retiring && now >= c.retire_by)
         reap(c);
+      else if (c.state == Child::State::stopped && now >= c.kill_at)
+        hard_kill(c);
       else if (c.state == Child::State::starting && now >= c.started + kStartTimeout) {
         reap(c);
         count_restart("failed_start");
@@ -392,11 +427,12 @@ void ProcessExecutor::stop_all() {
   }
   for (auto& j : stranded)
     detail::refuse(stats_, j, Error(ErrorCode::runtime_stopped, j.label + ": the runtime stopped before it ran"));
-  for (auto& c : children_)
-    if (c.pid > 0) {
-      auto bye = wire::encode_goodbye();
-      wire::write_all(c.fd, bye.data(), bye.size());
-    }
+  for (auto& c : children_) {
+    if (c.pid > 0 && c.state == Child::State::stopped)
+      hard_kill(c);  // it cannot read a goodbye
+    else if (c.pid > 0)
+      send_frame(c, wire::encode_goodbye());
+  }
   auto deadline = clock::now() + grace;
   auto term_at = clock::now() + std::min<std::chrono::nanoseconds>(grace, 1s);
   bool termed = false;
@@ -405,8 +441,10 @@ void ProcessExecutor::stop_all() {
     for (auto& c : children_) {
       if (c.pid <= 0)
         continue;
-      // Replies that arrive while stopping still reach their callers.
+      // Replies that arrive while stopping still reach their callers; a
+      // child that does not read its goodbye is killed at the end.
       if (c.fd >= 0) {
+        flush(c);
         pollfd p{c.fd, POLLIN, 0};
         if (::poll(&p, 1, 0) > 0)
           service(c);

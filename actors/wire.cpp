@@ -156,6 +156,10 @@ std::vector<char> encode_goodbye() {
   return frame(FrameKind::goodbye);
 }
 
+std::vector<char> encode_stuck(std::uint64_t id) {
+  return frame(FrameKind::stuck, id);
+}
+
 Expected<Frame> decode(const char* data, std::size_t size) {
   caf::binary_deserializer src(nullptr, data, size);
   Frame out;
@@ -193,6 +197,9 @@ Expected<Frame> decode(const char* data, std::size_t size) {
       break;
     }
     case FrameKind::goodbye:
+      break;
+    case FrameKind::stuck:
+      err = src(out.id);
       break;
     default:
       return protocol_error("unknown frame kind " + std::to_string(kind));

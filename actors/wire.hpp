@@ -29,6 +29,7 @@ enum class FrameKind : std::uint8_t {
   request = 3,  ///< host -> worker: id, AnyRequest
   reply = 4,    ///< worker -> host: id, AnyReply
   goodbye = 5,  ///< host -> worker: finish and exit
+  stuck = 6,    ///< worker -> host: id; the request runs native code past its deadline
 };
 
 /// What a worker needs to start its interpreter.
@@ -69,6 +70,9 @@ std::vector<char> encode_request(std::uint64_t id, const AnyRequest& request);
 /// `denials`: the worker's capability denials so far (for the host's stats).
 std::vector<char> encode_reply(std::uint64_t id, const AnyReply& reply, std::uint64_t denials = 0);
 std::vector<char> encode_goodbye();
+/// Request `id` was interrupted at its deadline and keeps running native
+/// code that does not check for signals (it will not reply in time).
+std::vector<char> encode_stuck(std::uint64_t id);
 
 /// Decodes a frame body (without the length prefix). Errors: bad_request
 /// naming what could not be read.

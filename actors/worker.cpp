@@ -30,6 +30,7 @@ public:
     std::lock_guard<std::mutex> g(mutex_);
     wire::write_all(fd_, frame.data(), frame.size());  // a gone host is not our problem
   }
+  std::uint64_t id() const noexcept { return id_; }
 
 private:
   int fd_;
@@ -93,6 +94,17 @@ int run_worker(int fd, int parent) {
   options.host_owned_refs = true;
   options.exit_when_stuck = true;
   options.answer_at_interrupt = false;
+  std::mutex write_mutex;
+  // A call stuck in native code past its deadline: the host stops this
+  // process at once rather than wait for a reply that will not come.
+  options.on_stuck_in_native = [fd, &write_mutex](const std::shared_ptr<ReplySlot>& slot) {
+    auto* wire_slot = dynamic_cast<WireSlot*>(slot.get());
+    if (!wire_slot)
+      return;
+    auto frame = wire::encode_stuck(wire_slot->id());
+    std::lock_guard<std::mutex> g(write_mutex);
+    wire::write_all(fd, frame.data(), frame.size());
+  };
   auto executor = start_thread_executor(config, options);
   if (!executor) {
     auto f = wire::encode_ready(executor.error(), getpid());
@@ -108,7 +120,6 @@ int run_worker(int fd, int parent) {
     runtime.ask(ImportRequest{module, Deadline::after(std::chrono::seconds(10))});
 
   auto ready = wire::encode_ready(Error(), getpid());
-  std::mutex write_mutex;
   {
     std::lock_guard<std::mutex> g(write_mutex);
     if (!wire::write_all(fd, ready.data(), ready.size()))

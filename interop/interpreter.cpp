@@ -9,6 +9,28 @@
 #include <csignal>
 #include <mutex>
 
+namespace {
+
+// Python's C-level handler of the interrupt signal, which interrupt_front
+// runs after noting what the signal found.
+struct sigaction g_python_interrupt_action {};
+
+void interrupt_front(int signo, siginfo_t* info, void* context) {
+  // PyGILState_GetThisThreadState reads a thread-specific key: async-signal-
+  // safe in practice, as _PyThreadState_UncheckedGet is an atomic load.
+  PyThreadState* self = PyGILState_GetThisThreadState();
+  gk::detail::note_delivery(self != nullptr && _PyThreadState_UncheckedGet() == self);
+  const auto& py = g_python_interrupt_action;
+  if (py.sa_flags & SA_SIGINFO) {
+    if (py.sa_sigaction)
+      py.sa_sigaction(signo, info, context);
+  } else if (py.sa_handler != SIG_DFL && py.sa_handler != SIG_IGN && py.sa_handler) {
+    py.sa_handler(signo);
+  }
+}
+
+} // namespace
+
 namespace gk {
 
 namespace {
@@ -225,6 +247,17 @@ Expected<std::unique_ptr<Interpreter>> Interpreter::start(InterpreterOptions opt
         PyObject_CallMethod(signal_mod.get(), "signal", "iO", signo, handler.get()));
     if (!r)
       return setup_failed("cannot install the interrupt handler for signal " + std::to_string(signo));
+    // In front of Python's C-level handler: note whether the signal found
+    // this thread holding the GIL (see Interpreter::stuck_in_native).
+    struct sigaction python_action {};
+    if (sigaction(signo, nullptr, &python_action) != 0)
+      return setup_failed("cannot read the interrupt handler for signal " + std::to_string(signo));
+    g_python_interrupt_action = python_action;
+    struct sigaction front = python_action;
+    front.sa_flags |= SA_SIGINFO;
+    front.sa_sigaction = &interrupt_front;
+    if (sigaction(signo, &front, nullptr) != 0)
+      return setup_failed("cannot install the interrupt handler for signal " + std::to_string(signo));
     impl->signo = signo;
   }
 
@@ -432,6 +465,22 @@ void Interpreter::interrupt(pthread_t owner, std::uint64_t seq, bool cancel) noe
     return;
   detail::aim_interrupt(seq, cancel ? detail::InterruptReason::cancelled : detail::InterruptReason::deadline);
   pthread_kill(owner, impl_->signo);
+}
+
+bool Interpreter::interrupt_pending(std::uint64_t seq) noexcept {
+  return detail::interrupt_aimed_at(seq);
+}
+
+bool Interpreter::stuck_in_native(std::uint64_t seq, std::chrono::nanoseconds probe) noexcept {
+  if (!detail::interrupt_aimed_at(seq))
+    return false;  // Python code took it
+  std::int64_t at = detail::delivered_holding_gil();
+  if (at == 0)
+    return false;
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  std::int64_t now_ns = static_cast<std::int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+  return now_ns - at >= probe.count();
 }
 
 namespace {

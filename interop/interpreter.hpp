@@ -116,6 +116,18 @@ public:
   /// async-signal-unsafe. No-op without a signal.
   void interrupt(pthread_t owner, std::uint64_t seq, bool cancel = false) noexcept;
 
+  /// True when the interrupt aimed at request `seq` reached the owner
+  /// thread while it held the GIL at least `probe` ago, and Python code has
+  /// not taken it since: the thread runs native code that holds the GIL
+  /// and does not check for signals (Python code takes an interrupt within
+  /// microseconds; a blocking call that released the GIL is not counted).
+  /// Thread-safe.
+  static bool stuck_in_native(std::uint64_t seq, std::chrono::nanoseconds probe) noexcept;
+
+  /// True while the interrupt aimed at request `seq` has not been taken by
+  /// Python code. Thread-safe.
+  static bool interrupt_pending(std::uint64_t seq) noexcept;
+
   /// The signal used for interrupts, or 0.
   int signal_number() const noexcept;
 

@@ -1,6 +1,7 @@
 #include "interop/detail/interrupt.hpp"
 
 #include <atomic>
+#include <ctime>
 
 namespace gk::detail {
 
@@ -8,9 +9,11 @@ namespace {
 std::atomic<std::uint64_t> g_target{0};
 // Written before g_target (release), read after consuming it (acquire).
 std::atomic<InterruptReason> g_reason{InterruptReason::deadline};
+std::atomic<std::int64_t> g_delivered_holding_gil{0};
 }
 
 void aim_interrupt(std::uint64_t seq, InterruptReason reason) noexcept {
+  g_delivered_holding_gil.store(0, std::memory_order_relaxed);
   g_reason.store(reason, std::memory_order_relaxed);
   g_target.store(seq, std::memory_order_release);
 }
@@ -25,6 +28,23 @@ bool consume_interrupt(std::uint64_t seq, InterruptReason& reason) noexcept {
 
 void clear_interrupt() noexcept {
   g_target.store(0, std::memory_order_release);
+}
+
+bool interrupt_aimed_at(std::uint64_t seq) noexcept {
+  return seq != 0 && g_target.load(std::memory_order_acquire) == seq;
+}
+
+void note_delivery(bool gil_held) noexcept {
+  if (!gil_held || g_target.load(std::memory_order_acquire) == 0)
+    return;
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);  // async-signal-safe; steady_clock's clock
+  g_delivered_holding_gil.store(static_cast<std::int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec,
+                                std::memory_order_release);
+}
+
+std::int64_t delivered_holding_gil() noexcept {
+  return g_delivered_holding_gil.load(std::memory_order_acquire);
 }
 
 } // namespace gk::detail

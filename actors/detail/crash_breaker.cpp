@@ -1,5 +1,5 @@
 // The process executor's crash breaker: poison calls are quarantined, a
-// pool that keeps failing is degraded (see crash_breaker.hpp).
+// pool whose workers fail to start is degraded (see crash_breaker.hpp).
 
 #include "actors/detail/crash_breaker.hpp"
 #include "gilkeeper/actors/messages.hpp"
@@ -15,9 +15,6 @@
 namespace gk::detail {
 
 namespace {
-
-// Batch crashes whose culprit may still be found.
-constexpr std::size_t kOpenBatchCrashes = 64;
 
 std::uint64_t hash_bytes(const std::vector<char>& bytes) {
   return std::hash<std::string_view>{}(std::string_view(bytes.data(), bytes.size()));
@@ -84,38 +81,28 @@ std::optional<Fingerprint> CrashBreaker::fingerprint_of(AnyRequest& request) {
 CrashVerdict CrashBreaker::crashed(AnyRequest* request, const Error& crash, const std::string& how,
                                    clock::time_point now) {
   CrashVerdict v;
-  auto* batch = request ? std::get_if<BatchRequest>(request) : nullptr;
-  if (batch && batch->calls.size() > 1)
-    note_batch_crash(*batch, now);
+  // Only a request that ran alone is blamed: which call of a batch did it
+  // is unknown (a pipeline sends them again one at a time).
   auto f = request ? fingerprint_of(*request) : std::nullopt;
-  if (!f) {
-    v.degraded = count(now);
+  if (!f)
     return v;
-  }
   Entry& e = remember(*f);
-  bool seen = e.crashes > 0;
-  bool culprit = claim_batch_crash(*f, now);  // its batch's crash was counted
   e.crashes++;
   e.last_how = how;
   e.signal = crash.signal;
   e.exit_status = crash.exit_status;
   e.last_crash = now;
   v.crashes = e.crashes;
-  v.counts = !seen && !culprit;
   if (quarantine_after_ > 0 && e.crashes >= quarantine_after_) {
     if (!e.quarantined_until)
       quarantined_targets_[e.fingerprint.target]++;
     e.quarantined_until = now + quarantine_for_;
     v.quarantined = true;
   }
-  if (v.counts)
-    v.degraded = count(now);
   return v;
 }
 
-bool CrashBreaker::failed_start(clock::time_point now) { return count(now); }
-
-bool CrashBreaker::count(clock::time_point now) {
+bool CrashBreaker::failed_start(clock::time_point now) {
   failures_.push_back(now);
   while (!failures_.empty() && now - failures_.front() > crash_window_)
     failures_.pop_front();
@@ -127,7 +114,7 @@ bool CrashBreaker::count(clock::time_point now) {
 }
 
 std::string CrashBreaker::describe_degraded() const {
-  return std::to_string(last_count_) + " crashes of distinct calls or failed starts in the last "
+  return std::to_string(last_count_) + " failed starts in the last "
          + format_duration(crash_window_);
 }
 
@@ -158,36 +145,6 @@ void CrashBreaker::lift(Entry& e) {
   auto it = quarantined_targets_.find(e.fingerprint.target);
   if (it != quarantined_targets_.end() && --it->second <= 0)
     quarantined_targets_.erase(it);
-}
-
-void CrashBreaker::note_batch_crash(BatchRequest& batch, clock::time_point now) {
-  auto id = ++next_batch_crash_;
-  unclaimed_batch_crashes_.insert(id);
-  while (unclaimed_batch_crashes_.size() > kOpenBatchCrashes)
-    unclaimed_batch_crashes_.erase(unclaimed_batch_crashes_.begin());
-  for (auto& call : batch.calls) {
-    auto f = fingerprint_of(call);
-    batch_suspects_[f] = BatchCrash{id, now};
-    batch_suspects_order_.emplace_back(std::move(f), id);
-  }
-  while (batch_suspects_order_.size() > capacity_) {
-    auto& [f, old] = batch_suspects_order_.front();
-    auto it = batch_suspects_.find(f);
-    if (it != batch_suspects_.end() && it->second.id == old)
-      batch_suspects_.erase(it);
-    batch_suspects_order_.pop_front();
-  }
-}
-
-bool CrashBreaker::claim_batch_crash(const Fingerprint& f, clock::time_point now) {
-  auto it = batch_suspects_.find(f);
-  if (it == batch_suspects_.end())
-    return false;
-  BatchCrash crash = it->second;
-  batch_suspects_.erase(it);
-  if (now - crash.at > crash_window_)
-    return false;
-  return unclaimed_batch_crashes_.erase(crash.id) > 0;
 }
 
 // -- quarantine -----------------------------------------------------------------

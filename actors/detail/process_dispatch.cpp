@@ -203,7 +203,7 @@ void ProcessExecutor::dispatch() {
     target->sent = clock::now();
     target->deadline = target->job->run_deadline(target->sent);
     busy++;
-    wire::write_all(target->fd, frame.data(), frame.size());  // failure shows as EOF
+    send_frame(*target, std::move(frame));  // a gone child shows as EOF
   }
   if (!keep.empty()) {
     std::lock_guard<std::mutex> lk(mutex_);
@@ -252,7 +252,6 @@ void ProcessExecutor::on_reply(Child& c, std::uint64_t id, AnyReply&& reply) {
   { AnyRequest spent = std::move(job.request); }  // Refs in it release before the reply
   c.state = Child::State::ready;
   c.calls++;
-  consecutive_crashes_ = 0;
   auto now = clock::now();
   stats_.timing(job.type, c.sent - job.enqueued, now - c.sent);
   if (auto held = held_back_.find(id); held != held_back_.end()) {
@@ -295,14 +294,18 @@ bool ProcessExecutor::service(Child& c) {
         startup_error_ = f->error.to_string();
         return false;
       }
-      if (c.state == Child::State::starting)
+      if (c.state == Child::State::starting) {
         c.state = Child::State::ready;
+        failed_starts_in_a_row_ = 0;
+      }
     } else if (f->kind == wire::FrameKind::reply && f->reply) {
       if (f->denials > c.denials) {
         denials_ += f->denials - c.denials;
         c.denials = f->denials;
       }
       on_reply(c, f->id, std::move(*f->reply));
+    } else if (f->kind == wire::FrameKind::stuck) {
+      stuck_in_native(c, f->id);
     }
   }
   return alive && !c.reader.corrupt();

@@ -60,6 +60,7 @@ private:
   void fail_job(Child& c, Error e);
   void child_died(Child& c);
   void hard_kill(Child& c);
+  void stuck_in_native(Child& c, std::uint64_t id);
   std::string describe_grace() const;
   void replenish();
   void loop();
@@ -99,7 +100,7 @@ private:
   CrashBreaker breaker_{config_.runtime};
   // Quarantined calls held back from a batch sent under this request id.
   std::unordered_map<std::uint64_t, HeldBack> held_back_;
-  int consecutive_crashes_ = 0;
+  int failed_starts_in_a_row_ = 0;
   clock::time_point next_spawn_{};
   std::string startup_error_;
   std::set<std::string> modules_seen_;

@@ -153,9 +153,40 @@ int reap(Child& c) {
   return status;
 }
 
+bool send_frame(Child& c, std::vector<char> frame) {
+  if (c.fd < 0)
+    return false;
+  if (c.out.empty()) {
+    c.out = std::move(frame);
+    c.out_sent = 0;
+  } else {
+    c.out.insert(c.out.end(), frame.begin(), frame.end());
+  }
+  return flush(c);
+}
+
+bool flush(Child& c) {
+  while (c.out_sent < c.out.size()) {
+    // MSG_NOSIGNAL: a dead child is an error here, never a SIGPIPE.
+    ssize_t n = ::send(c.fd, c.out.data() + c.out_sent, c.out.size() - c.out_sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return true;
+      return false;
+    }
+    c.out_sent += static_cast<std::size_t>(n);
+  }
+  c.out.clear();
+  c.out_sent = 0;
+  if (c.out.capacity() > (std::size_t{1} << 20))
+    c.out.shrink_to_fit();  // a big request's buffer is not kept for small ones
+  return true;
+}
+
 void retire(Child& c) {
-  auto bye = wire::encode_goodbye();
-  wire::write_all(c.fd, bye.data(), bye.size());
+  send_frame(c, wire::encode_goodbye());  // a child that is gone is reaped anyway
   c.state = Child::State::retiring;
   c.retire_by = clock::now() + kRetireGrace;
 }

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <sys/types.h>
+#include <vector>
 
 namespace gk::detail {
 
@@ -24,10 +25,16 @@ struct Child {
   int fd = -1;
   std::uint64_t epoch = 0;
   // dying: SIGKILLed, waiting to be reaped (without blocking the loop).
-  enum class State { starting, ready, busy, retiring, dying } state = State::starting;
+  // stopped: SIGSTOPped, its call stuck in native code; killed at kill_at.
+  enum class State { starting, ready, busy, retiring, stopped, dying } state = State::starting;
   wire::FrameReader reader;
+  // Bytes to send that the socket did not take yet (the supervisor never
+  // blocks on one child: the rest goes when poll says it may).
+  std::vector<char> out;
+  std::size_t out_sent = 0;
   clock::time_point started;
   clock::time_point retire_by;
+  clock::time_point kill_at;  // stopped
   std::uint64_t calls = 0;
   std::uint64_t denials = 0;  // capability denials it reported
   // The request it runs (busy only).
@@ -47,6 +54,14 @@ Error wait_ready(Child& c);
 
 /// Kills a child's process group and reaps it; returns its wait status.
 int reap(Child& c);
+
+/// Queues a frame for a child and sends what its socket takes now, without
+/// blocking. False when the child is gone (its end is closed).
+bool send_frame(Child& c, std::vector<char> frame);
+
+/// Sends more of what is queued for a child, without blocking. False when
+/// the child is gone.
+bool flush(Child& c);
 
 /// Asks a child to exit (between calls); it is killed if still alive after
 /// a grace period.

@@ -319,3 +319,10 @@ def segfault_if_poison(rec):
         import gk_testext
         gk_testext.segfault()
     return rec["x"] * 2
+
+
+def touch_then_sleep(path, seconds):
+    """Creates `path` (the call has started), then sleeps."""
+    open(path, "w").close()
+    time.sleep(seconds)
+    return seconds

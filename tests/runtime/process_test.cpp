@@ -248,3 +248,54 @@ TEST_CASE("a deadline from config interrupts Python in a worker without killing 
   CHECK(::kill(static_cast<pid_t>(before), 0) == 0);
   CHECK(rt.eval("__import__('gilkeeper').remaining() is not None")->as_bool());
 }
+
+// The supervisor never blocks on one child: stopped workers receiving 8 MB
+// requests are killed at their deadline and replaced, and shutdown returns.
+TEST_CASE("workers stopped while they receive 8 MB requests are killed and replaced", "[process][hard][stopped]") {
+  Runtime rt(process_config("workers = 2\nspare = false\n[timeouts]\ngrace = \"100ms\"\n"));
+  // Both workers are ready: two overlapping calls run on two processes.
+  auto a = rt.call_async("gk_testmod:sleep_and_pid", {0.3}, {}, within(20000ms));
+  auto b = rt.call_async("gk_testmod:sleep_and_pid", {0.3}, {}, within(20000ms));
+  auto pid_a = a.get(), pid_b = b.get();
+  REQUIRE(pid_a.has_value());
+  REQUIRE(pid_b.has_value());
+  REQUIRE(pid_a->as_int() != pid_b->as_int());
+  auto stopped = test::children_of_self();
+  REQUIRE(stopped.size() == 2);
+  for (auto& child : stopped)
+    ::kill(child.pid, SIGSTOP);  // never continued
+
+  // Both workers are stopped: two big requests fill their sockets, and the
+  // others wait behind them.
+  std::string big(8u << 20, 'x');
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<Future<Value>> calls;
+  for (int i = 0; i < 3; ++i)
+    calls.push_back(rt.call_async("gk_testmod:identity", {big}, {}, within(300ms)));
+  calls.push_back(rt.call_async("gk_testmod:add", {2, 2}, {}, within(300ms)));
+  for (auto& f : calls) {
+    auto r = f.get();
+    REQUIRE_FALSE(r.has_value());
+    CAPTURE(r.error().to_string());
+    CHECK(r.error().code == ErrorCode::deadline_exceeded);
+  }
+  CHECK(test::ms_since(t0) < 3000);
+
+  // The stopped workers are killed and reaped, new ones serve.
+  auto served = rt.call("gk_testmod:add", {3, 4}, {}, within(10000ms));
+  REQUIRE(served.has_value());
+  CHECK(served->as_int() == 7);
+  auto still_there = [&] {
+    for (auto& now : test::children_of_self())
+      for (auto& s : stopped)
+        if (now.pid == s.pid)
+          return true;
+    return false;
+  };
+  for (int i = 0; i < 500 && still_there(); ++i)
+    std::this_thread::sleep_for(10ms);
+  CHECK_FALSE(still_there());
+  auto big_back = rt.call("gk_testmod:identity", {big}, {}, within(10000ms));
+  REQUIRE(big_back.has_value());
+  CHECK(big_back->as_string().size() == big.size());
+}
