@@ -595,10 +595,13 @@ int run_job(const RunOptions& options) {
       return exit_usage;
     }
     bool ordered = true;
-    for (auto& s : job.stages)
+    std::vector<std::string> stages;
+    for (auto& s : job.stages) {
       ordered = ordered && s.ordered;
+      stages.push_back(s.name);
+    }
     std::string why;
-    if (!find_resume_point(options.input, options.output, errors_path, ordered, done, why)) {
+    if (!find_resume_point(options.input, options.output, errors_path, ordered, stages, done, why)) {
       say("cannot resume: " + why);
       return exit_usage;
     }

@@ -71,8 +71,8 @@ bool leading_line_number(std::string_view body, std::string_view field, std::uin
 // Reads one file of the interrupted run. False (with `why`) for a line that
 // is JSON but not in the form `gilkeeper run` writes, or out of order in an
 // ordered job.
-bool scan_file(const std::string& path, const char* what, bool errors, bool ordered, FileScan& scan,
-               std::string& why) {
+bool scan_file(const std::string& path, const char* what, bool errors, bool ordered,
+               const std::vector<std::string>& stages, FileScan& scan, std::string& why) {
   std::FILE* f = std::fopen(path.c_str(), "r");
   if (!f) {
     if (errno == ENOENT)
@@ -111,9 +111,11 @@ bool scan_file(const std::string& path, const char* what, bool errors, bool orde
     e.is_error = errors;
     e.end = offset + static_cast<std::uint64_t>(n);
     std::size_t after = 0;
-    std::string_view code;
+    std::string_view code, stage;
     if (!leading_line_number(body, errors ? "input" : "value", e.line, after)
-        || (errors && doc["error"]["code"].get_string().get(code) != simdjson::SUCCESS)) {
+        || (errors
+            && (doc["error"]["code"].get_string().get(code) != simdjson::SUCCESS
+                || doc["error"]["stage"].get_string().get(stage) != simdjson::SUCCESS))) {
       why = path + ":" + std::to_string(file_line) + ": not a line `gilkeeper run` writes to its " + what
             + " file";
       ok = false;
@@ -125,6 +127,12 @@ bool scan_file(const std::string& path, const char* what, bool errors, bool orde
       auto error_at = body.rfind(",\"error\":{\"code\":\"");
       if (error_at == std::string_view::npos || error_at < after) {
         why = path + ":" + std::to_string(file_line) + ": not a line `gilkeeper run` writes to its errors file";
+        ok = false;
+        break;
+      }
+      if (!stage.empty() && std::find(stages.begin(), stages.end(), stage) == stages.end()) {
+        why = path + ":" + std::to_string(file_line) + ": stage \"" + std::string(stage)
+              + "\" is not a stage of this job: is this the same job?";
         ok = false;
         break;
       }
@@ -157,9 +165,10 @@ std::string plural(std::uint64_t n, const char* one, const char* many) {
 } // namespace
 
 bool find_resume_point(const std::string& input, const std::string& output, const std::string& errors,
-                       bool ordered, ResumePoint& point, std::string& why) {
+                       bool ordered, const std::vector<std::string>& stages, ResumePoint& point, std::string& why) {
   FileScan out, err;
-  if (!scan_file(output, "output", false, ordered, out, why) || !scan_file(errors, "errors", true, ordered, err, why))
+  if (!scan_file(output, "output", false, ordered, stages, out, why)
+      || !scan_file(errors, "errors", true, ordered, stages, err, why))
     return false;
 
   // Every record named in either file, by input line.

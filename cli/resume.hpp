@@ -18,8 +18,9 @@
 // - anything else that does not fit the input refuses the resume: a line
 //   naming an input line beyond the input's end or a blank one, an errors
 //   line whose input is not that line's text, a record in both files or
-//   twice, lines out of order in an ordered job, a line not in the form
-//   `gilkeeper run` writes.
+//   twice, lines out of order in an ordered job, an errors line naming a
+//   stage the job does not have, a line not in the form `gilkeeper run`
+//   writes.
 
 #include <cstdint>
 #include <map>
@@ -49,9 +50,10 @@ struct ResumePoint {
 };
 
 /// Reads `input` and the files of the interrupted run (a missing file is
-/// empty); `ordered` is the job's output order. Changes nothing. False, with
-/// the reason in `why`, when the files do not fit the input.
+/// empty); `ordered` is the job's output order, `stages` its stage names.
+/// Changes nothing. False, with the reason in `why`, when the files do not
+/// fit the input or the job.
 bool find_resume_point(const std::string& input, const std::string& output, const std::string& errors,
-                       bool ordered, ResumePoint& point, std::string& why);
+                       bool ordered, const std::vector<std::string>& stages, ResumePoint& point, std::string& why);
 
 } // namespace gk::cli

@@ -277,6 +277,15 @@ TEST_CASE("resume refuses, changing nothing, files that do not fit the input or 
     b.errors = errors_line + "\n";
     refused(resume_args(b, out), "input line " + ok_line + " is in both the output and the errors file");
   }
+  SECTION("an errors line from a stage the job does not have") {
+    std::string other_job = b.dir + "/other.toml";
+    std::string text = read_file(b.job);
+    text.replace(text.find("name = \"nap\""), 12, "name = \"doze\"");
+    write_file(other_job, text);
+    auto args = resume_args(b, out);
+    args[1] = other_job;
+    refused(args, "stage \"nap\" is not a stage of this job: is this the same job?");
+  }
   SECTION("output to stdout") {
     auto args = resume_args(b, out);
     args[5] = "-";
