@@ -102,17 +102,30 @@ public:
 private:
   // Also the way of a Ref's release, from inside this executor.
   void enqueue(Job job) {
-    bool sweep = false;
+    std::deque<Job> dropped;
     bool queued = detail::admit(stats_, mutex_, stopping_, queue_, std::move(job), [&](const std::string& label) {
       // Under the queue's lock already: no second lock per request.
-      sweep = queue_.size() + 1 >= drop_answered_at_;
-      return wedged_.load(std::memory_order_acquire) ? wedged_error(label) : Error();
+      if (wedged_.load(std::memory_order_acquire))
+        return wedged_error(label);
+      auto now = clock::now();
+      bool full = queue_.size() >= config_.runtime.max_queued;
+      // At the bound, answered requests go first, at most once per
+      // kDropAnsweredPeriod (a full queue of live requests is not swept
+      // for every refusal).
+      if (queue_.size() + 1 >= drop_answered_at_ || (full && now >= next_full_sweep_)) {
+        drop_answered_locked(dropped);
+        next_full_sweep_ = now + kDropAnsweredPeriod;
+        full = queue_.size() >= config_.runtime.max_queued;
+      }
+      if (full)
+        return Error(ErrorCode::overloaded, label + ": the runtime's queue holds " + std::to_string(queue_.size())
+                                                + " requests ([runtime] max_queued = "
+                                                + std::to_string(config_.runtime.max_queued) + ")");
+      return Error();
     });
-    if (!queued)
-      return;
-    cv_.notify_one();
-    if (sweep)
-      drop_answered();
+    dropped.clear();
+    if (queued)
+      cv_.notify_one();
   }
 
   // Requests already answered while queued (their caller was told at its
@@ -120,24 +133,15 @@ private:
   // comes; under overload they would pile up behind a slow call. Once the
   // queue has doubled since the last look, they go now: amortized O(1) per
   // request, and the queue stays within twice what is still wanted.
-  void drop_answered() {
-    std::deque<Job> dropped;
-    {
-      std::lock_guard<std::mutex> lk(mutex_);
-      std::deque<Job> keep;
-      for (auto& j : queue_)
-        (j.slot && j.slot->state() == ReplySlot::done ? dropped : keep).push_back(std::move(j));
-      queue_.swap(keep);
-      drop_answered_at_ = std::max(kDropAnsweredMin, 2 * queue_.size());
-    }
-    // Counted as the queue would count them when skipped (may_start).
-    for (auto& j : dropped) {
-      if (!j.slot->cancel_requested())
-        stats_.missed(j.type, DeadlinePhase::queued);
-      stats_.error(j.type);
-    }
-    // Destroyed outside the lock: a Ref among their arguments queues its
-    // release here.
+  // PRECONDITION: mutex_ held.
+  // Counted here as may_start counts them; destroyed by the caller, outside
+  // the lock (a Ref among their arguments queues its release).
+  void drop_answered_locked(std::deque<Job>& dropped) {
+    std::deque<Job> keep;
+    for (auto& j : queue_)
+      (detail::answered_while_queued(stats_, j) ? dropped : keep).push_back(std::move(j));
+    queue_.swap(keep);
+    drop_answered_at_ = std::max(kDropAnsweredMin, 2 * queue_.size());
   }
 
 public:
@@ -648,7 +652,9 @@ private:
   std::deque<Job> queue_;
   // The queue length at which drop_answered() looks again.
   static constexpr std::size_t kDropAnsweredMin = 1024;
+  static constexpr auto kDropAnsweredPeriod = std::chrono::milliseconds(10);
   std::size_t drop_answered_at_ = kDropAnsweredMin;
+  clock::time_point next_full_sweep_{};
   std::function<bool()> fetch_;  // see pull_from
   bool stopping_ = false;
   std::atomic<bool> stopping_flag_{false};  // stopping_, readable without the lock

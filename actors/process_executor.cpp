@@ -55,7 +55,15 @@ Error ProcessExecutor::start() {
 
 void ProcessExecutor::enqueue(Job job) {
   bool queued = detail::admit(stats_, mutex_, stopping_, queue_, std::move(job), [&](const std::string& label) {
-    return clock::now() < degraded_until_ ? Error(ErrorCode::degraded, label + ": " + degraded_reason_) : Error();
+    if (clock::now() < degraded_until_)
+      return Error(ErrorCode::degraded, label + ": " + degraded_reason_);
+    // The supervisor drops answered requests each time it looks at the
+    // queue, so what is here is (nearly) all still wanted.
+    if (queue_.size() >= config_.runtime.max_queued)
+      return Error(ErrorCode::overloaded, label + ": the runtime's queue holds " + std::to_string(queue_.size())
+                                              + " requests ([runtime] max_queued = "
+                                              + std::to_string(config_.runtime.max_queued) + ")");
+    return Error();
   });
   if (queued)
     wake();

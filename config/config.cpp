@@ -121,7 +121,7 @@ private:
     in_.for_each_entry(
         table, path,
         {"isolation", "workers", "scheduler_threads", "interrupt_signal", "spare", "max_calls",
-         "max_memory", "shutdown_grace", "quarantine_after", "quarantine_for", "quarantine_size",
+         "max_memory", "shutdown_grace", "max_queued", "quarantine_after", "quarantine_for", "quarantine_size",
          "degraded_after", "crash_window", "degraded_for", "limits"},
         [&](std::string_view name, const toml::node& value, const std::string& key) {
           if (name == "isolation") {
@@ -143,6 +143,8 @@ private:
             runtime.max_memory = read_size(value, key, 0);
           } else if (name == "shutdown_grace") {
             runtime.shutdown_grace = in_.duration(value, key);
+          } else if (name == "max_queued") {
+            runtime.max_queued = static_cast<std::uint64_t>(in_.integer(value, key, 1, 100000000));
           } else if (name == "quarantine_after") {
             runtime.quarantine_after = static_cast<int>(in_.integer(value, key, 0, 1000));
           } else if (name == "quarantine_for") {

@@ -136,9 +136,14 @@ void ProcessExecutor::dispatch() {
   std::vector<std::pair<Job, Error>> failed;
   std::vector<std::pair<Job, BatchReply>> held_only;
   auto now = clock::now();
+  std::deque<Job> dropped;  // destroyed after the queue is put back
   while (!jobs.empty()) {
     Job job = std::move(jobs.front());
     jobs.pop_front();
+    if (detail::answered_while_queued(stats_, job)) {
+      dropped.push_back(std::move(job));
+      continue;
+    }
     std::uint64_t epoch = epoch_of(job.request);
     Child* target = nullptr;
     if (epoch == kMixed) {

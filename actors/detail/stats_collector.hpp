@@ -120,6 +120,18 @@ inline bool may_start(StatsCollector& stats, Job& job, StatsCollector::clock::ti
   return true;
 }
 
+/// True when a queued job's caller was already answered (told at its
+/// deadline, or cancelled): then it is counted as may_start would count it
+/// and the queue drops it.
+inline bool answered_while_queued(StatsCollector& stats, const Job& job) {
+  if (!job.slot || job.slot->state() != ReplySlot::done)
+    return false;
+  if (!job.slot->cancel_requested())
+    stats.missed(job.type, DeadlinePhase::queued);
+  stats.error(job.type);
+  return true;
+}
+
 /// Takes a job into an executor's queue, the same way for both executors:
 /// counts it (a request with a caller), refuses it when the executor is
 /// `stopping` or when `refusal(label)` (called under `m`, for requests with

@@ -72,6 +72,10 @@ struct RuntimeConfig {
   std::uint64_t max_memory = 0;
   /// How long shutdown waits for the interpreter (and Python threads) to end.
   std::chrono::nanoseconds shutdown_grace = std::chrono::seconds(5);
+  /// The most requests waiting in the runtime's queue (not counting those
+  /// whose callers were already answered); one more is refused at once with
+  /// `overloaded`.
+  std::uint64_t max_queued = 100000;
   /// The crash breaker (process isolation). A call (its target and
   /// arguments) that crashed its worker this many times, run alone, is
   /// quarantined: its repeats fail with `worker_crashed` without running
@@ -82,9 +86,9 @@ struct RuntimeConfig {
   /// How many calls that crashed the breaker remembers (the least recently
   /// crashed are forgotten first).
   std::uint64_t quarantine_size = 1024;
-  /// This many crashes of distinct calls, or failed starts, within
-  /// `crash_window` make the runtime degraded: it refuses every request for
-  /// `degraded_for`. A repeat of a call that already crashed does not count.
+  /// This many failed starts of worker processes within `crash_window` make
+  /// the runtime degraded: it refuses every request for `degraded_for`.
+  /// Crashes while a call runs never count.
   int degraded_after = 5;
   std::chrono::nanoseconds crash_window = std::chrono::seconds(10);
   std::chrono::nanoseconds degraded_for = std::chrono::seconds(10);
