@@ -311,7 +311,8 @@ struct Pipeline::Impl {
       context.cancel = stop_token;
       if (st.timeout && !st.timeout->infinite)
         context.deadline = Deadline::after(st.timeout->value);
-      pool->post([fn, input = std::move(input), shared_state, did, context] {
+      pool->post("stage \"" + st.name + "\" (record " + std::to_string(r.id) + ")",
+                 [fn, input = std::move(input), shared_state, did, context] {
         Expected<Value> result = Error(ErrorCode::internal, "no result");
         try {
           result = fn(input, context);
@@ -516,6 +517,10 @@ struct Pipeline::Impl {
           shared->space_cv.notify_all();
       }
     }
+    // C++ stages still running now were abandoned by stop() (their context
+    // was cancelled at stop_grace): the pipeline returns without them.
+    if (pool)
+      report.abandoned = pool->running();
     report.elapsed_s = std::chrono::duration<double>(clock::now() - started).count();
     for (std::size_t s = 0; s < stages.size(); ++s) {
       report.stages[s].p50_ms = latencies[s].percentile_ms(0.5);

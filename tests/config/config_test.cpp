@@ -49,6 +49,7 @@ TEST_CASE("an empty file gives the documented defaults", "[config]") {
   CHECK(config.runtime.max_calls == 0);
   CHECK(config.runtime.max_memory == 0);
   CHECK(config.runtime.shutdown_grace == 5s);
+  CHECK(config.runtime.max_queued == 100000u);
   CHECK_FALSE(config.runtime.limits.address_space.has_value());
   CHECK_FALSE(config.runtime.limits.core_dumps);
   CHECK(config.timeouts.default_timeout == gk::Timeout::after(30s));
@@ -77,6 +78,7 @@ spare = false
 max_calls = 1000
 max_memory = "512MiB"
 shutdown_grace = "1.5s"
+max_queued = 5000
 
 [runtime.limits]
 address_space = "2GiB"
@@ -138,6 +140,7 @@ batch_size = 64
   CHECK(runtime.max_calls == 1000);
   CHECK(runtime.max_memory == 512ull * 1024 * 1024);
   CHECK(runtime.shutdown_grace == 1500ms);
+  CHECK(runtime.max_queued == 5000u);
   CHECK(runtime.limits.address_space == 2ull * 1024 * 1024 * 1024);
   CHECK(runtime.limits.cpu_seconds == 60u);
   CHECK(runtime.limits.open_files == 256u);

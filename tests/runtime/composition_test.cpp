@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <future>
+#include <mutex>
 #include <thread>
 
 using namespace gk;
@@ -346,6 +347,44 @@ TEST_CASE("pipeline stop() cancels what is queued and tells C++ stages through t
   for (int i = 0; i < 200 && !saw_cancel.load(); ++i)
     std::this_thread::sleep_for(5ms);
   CHECK(saw_cancel.load());
+}
+
+TEST_CASE("a C++ stage that never returns cannot hang stop(), wait() or the destructor: it is named and abandoned",
+          "[pipeline][cancel]") {
+  Runtime rt(test::test_config());
+  // What the stuck stage waits on outlives the test: it returns only when
+  // the process ends.
+  static std::mutex never_unlocked;
+  static std::unique_lock<std::mutex> held(never_unlocked);
+  std::atomic<bool> entered{false};
+  PipelineReport report;
+  auto t0 = std::chrono::steady_clock::now();
+  {
+    PipelineOptions o;
+    o.stop_grace = 200ms;
+    Pipeline p(rt,
+               {Stage::cpp("stuck",
+                           [&entered](const Value& v, const RequestContext&) -> Expected<Value> {
+                             entered = true;
+                             std::lock_guard<std::mutex> forever(never_unlocked);  // ignores its context
+                             return v;
+                           })},
+               o);
+    p.on_output([](Output&&) {});
+    p.on_failure([](Failure&&) {});
+    p.push(41, 1);
+    for (int i = 0; i < 2000 && !entered.load(); ++i)
+      std::this_thread::sleep_for(1ms);
+    REQUIRE(entered.load());
+    p.stop();
+    report = p.wait();
+  }  // the destructor returns too
+  CHECK(test::ms_since(t0) < 5000);
+  CHECK(report.stopped);
+  CHECK(report.failed == 1);
+  CHECK(report.by_code["runtime_stopped"] == 1);
+  REQUIRE(report.abandoned.size() == 1);
+  CHECK(report.abandoned[0] == "stage \"stuck\" (record 41)");
 }
 
 TEST_CASE("a CAF actor's request to a worker hands it the deadline", "[workers][context][caf]") {

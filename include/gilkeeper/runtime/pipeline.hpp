@@ -177,6 +177,11 @@ struct PipelineReport {
   double elapsed_s = 0;
   /// The most records that were in flight at once.
   std::size_t max_in_flight_seen = 0;
+  /// C++ stage calls still running when the pipeline returned after
+  /// stop() and `stop_grace` (`stage "resize" (record 17)`): their records
+  /// failed with `runtime_stopped`, and their threads are left to finish
+  /// on their own. Empty when every call returned.
+  std::vector<std::string> abandoned;
 };
 
 /// Live progress, for progress bars. Thread-safe to read.
@@ -214,7 +219,9 @@ public:
   void close();
   /// Stops reading; records waiting for a stage fail at once with
   /// `runtime_stopped`, calls already running get `stop_grace` to finish,
-  /// then the rest fail with `runtime_stopped`. Idempotent.
+  /// then the rest fail with `runtime_stopped` (a C++ stage that has not
+  /// returned by then is named in `PipelineReport::abandoned` and never
+  /// waited for, by wait() or the destructor). Idempotent.
   void stop();
   /// Waits until every accepted record is out (after close() or stop()).
   PipelineReport wait();
