@@ -505,22 +505,23 @@ private:
       } else {
         auto wedge_at = wd_deadline_.when() + grace_;
         if (options_.on_stuck_in_native && !wd_native_probed_) {
-          if (Interpreter::stuck_in_native(wd_seq_, kNativeProbe)) {
+          auto probe = Interpreter::probe_native(wd_seq_, kNativeProbe);
+          if (probe == NativeProbe::stuck) {
             wd_native_probed_ = true;
             auto running = wd_slot_;
             lk.unlock();
             options_.on_stuck_in_native(running);
             lk.lock();
             continue;
-          } else if (auto probe_until = std::min(wedge_at, wd_deadline_.when() + 10 * kNativeProbe);
-                     now < probe_until && Interpreter::interrupt_pending(wd_seq_)) {
-            // Look again soon: the signal may not have been delivered yet.
-            wd_wake_ = std::min(probe_until, now + kNativeProbe / 2);
+          }
+          if (probe == NativeProbe::undelivered && now < wedge_at) {
+            // Look again soon: the signal may not have arrived yet (on a
+            // loaded machine, it can take milliseconds).
+            wd_wake_ = std::min(wedge_at, now + kNativeProbe / 2);
             wd_cv_.wait_until(lk, wd_wake_);
             continue;
-          } else {
-            wd_native_probed_ = true;  // taken by Python code, or a blocking call: the usual way
           }
+          wd_native_probed_ = true;  // taken by Python code, or a blocking call: the usual way
         }
         if (now >= wedge_at && options_.exit_when_stuck)
           std::_Exit(kStuckExitStatus);  // the host reaps and replaces this process

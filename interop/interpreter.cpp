@@ -248,7 +248,7 @@ Expected<std::unique_ptr<Interpreter>> Interpreter::start(InterpreterOptions opt
     if (!r)
       return setup_failed("cannot install the interrupt handler for signal " + std::to_string(signo));
     // In front of Python's C-level handler: note whether the signal found
-    // this thread holding the GIL (see Interpreter::stuck_in_native).
+    // this thread holding the GIL (see Interpreter::probe_native).
     struct sigaction python_action {};
     if (sigaction(signo, nullptr, &python_action) != 0)
       return setup_failed("cannot read the interrupt handler for signal " + std::to_string(signo));
@@ -467,20 +467,18 @@ void Interpreter::interrupt(pthread_t owner, std::uint64_t seq, bool cancel) noe
   pthread_kill(owner, impl_->signo);
 }
 
-bool Interpreter::interrupt_pending(std::uint64_t seq) noexcept {
-  return detail::interrupt_aimed_at(seq);
-}
-
-bool Interpreter::stuck_in_native(std::uint64_t seq, std::chrono::nanoseconds probe) noexcept {
+NativeProbe Interpreter::probe_native(std::uint64_t seq, std::chrono::nanoseconds probe) noexcept {
   if (!detail::interrupt_aimed_at(seq))
-    return false;  // Python code took it
-  std::int64_t at = detail::delivered_holding_gil();
-  if (at == 0)
-    return false;
+    return NativeProbe::taken;
+  auto d = detail::delivery();
+  if (d.at == 0)
+    return NativeProbe::undelivered;
+  if (!d.gil_held)
+    return NativeProbe::blocking;
   timespec now{};
   clock_gettime(CLOCK_MONOTONIC, &now);
   std::int64_t now_ns = static_cast<std::int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
-  return now_ns - at >= probe.count();
+  return now_ns - d.at >= probe.count() ? NativeProbe::stuck : NativeProbe::undelivered;
 }
 
 namespace {

@@ -60,6 +60,14 @@ struct InterpreterOptions {
 
 /// The interpreter. Not copyable. Thread-safety: owner thread only, except
 /// `interrupt` and `signal_number`.
+/// See Interpreter::probe_native.
+enum class NativeProbe {
+  taken,        ///< Python code took the interrupt (or none is aimed at it)
+  undelivered,  ///< not delivered yet, or delivered less than the probe ago
+  blocking,     ///< it found the GIL released: a blocking call, woken by it
+  stuck,        ///< native code holding the GIL, not taking it
+};
+
 class Interpreter {
 public:
   /// Initialises Python on the calling thread and returns with the GIL
@@ -116,17 +124,13 @@ public:
   /// async-signal-unsafe. No-op without a signal.
   void interrupt(pthread_t owner, std::uint64_t seq, bool cancel = false) noexcept;
 
-  /// True when the interrupt aimed at request `seq` reached the owner
-  /// thread while it held the GIL at least `probe` ago, and Python code has
-  /// not taken it since: the thread runs native code that holds the GIL
-  /// and does not check for signals (Python code takes an interrupt within
-  /// microseconds; a blocking call that released the GIL is not counted).
+  /// Where the interrupt aimed at request `seq` stands, `probe` after it
+  /// reached the owner thread: `stuck` when it found the thread holding the
+  /// GIL at least `probe` ago and Python code has not taken it since (the
+  /// thread runs native code that holds the GIL and does not check for
+  /// signals: Python code takes an interrupt within microseconds).
   /// Thread-safe.
-  static bool stuck_in_native(std::uint64_t seq, std::chrono::nanoseconds probe) noexcept;
-
-  /// True while the interrupt aimed at request `seq` has not been taken by
-  /// Python code. Thread-safe.
-  static bool interrupt_pending(std::uint64_t seq) noexcept;
+  static NativeProbe probe_native(std::uint64_t seq, std::chrono::nanoseconds probe) noexcept;
 
   /// The signal used for interrupts, or 0.
   int signal_number() const noexcept;

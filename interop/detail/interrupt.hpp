@@ -26,14 +26,18 @@ void clear_interrupt() noexcept;
 bool interrupt_aimed_at(std::uint64_t seq) noexcept;
 
 /// Called from the interrupt signal's C-level handler, on the interpreter's
-/// thread, before Python's own handler: notes when the signal found that
-/// thread holding the GIL (running bytecode, or native code that holds it).
-/// Async-signal-safe.
+/// thread, before Python's own handler: notes when the signal arrived and
+/// whether it found that thread holding the GIL (running bytecode, or
+/// native code that holds it). Async-signal-safe.
 void note_delivery(bool gil_held) noexcept;
 
-/// When (steady clock, ns since its epoch) the interrupt aimed now reached
-/// the interpreter's thread while it held the GIL; 0 if it has not (yet),
-/// or found the GIL released (a blocking call, woken by the signal).
-std::int64_t delivered_holding_gil() noexcept;
+/// What the interrupt aimed now found: when it reached the interpreter's
+/// thread (steady clock, ns since its epoch; 0 when it has not yet), and
+/// whether that thread held the GIL then.
+struct Delivery {
+  std::int64_t at = 0;
+  bool gil_held = false;
+};
+Delivery delivery() noexcept;
 
 } // namespace gk::detail

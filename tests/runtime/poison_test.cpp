@@ -266,8 +266,6 @@ TEST_CASE("hard-deadline kills are not crashes: they never make the runtime degr
     auto r = rt.call("gk_testmod:spin_native", {30.0}, {}, within(300ms));
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error().code == ErrorCode::deadline_exceeded);
-    // Stopped at once (native code that holds the GIL), killed at the grace.
-    CHECK(r.error().phase == DeadlinePhase::hard);
   }
   for (int i = 0; i < 2000 && restarts(rt, "hard_deadline") < 4; ++i)
     std::this_thread::sleep_for(5ms);

@@ -299,3 +299,29 @@ TEST_CASE("workers stopped while they receive 8 MB requests are killed and repla
   REQUIRE(big_back.has_value());
   CHECK(big_back->as_string().size() == big.size());
 }
+
+TEST_CASE("a call stuck in native code holding the GIL is answered at once and its worker stopped, not waited for",
+          "[process][hard][native]") {
+  // The host would wait a whole second for an interrupted reply.
+  Runtime rt(process_config("[timeouts]\ngrace = \"3s\"\ninterrupted_reply_wait = \"1s\"\n"));
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(rt.call("gk_testmod:add", {1, 1}, {}, within(10000ms)).has_value());  // a worker is ready
+    auto deadline = Deadline::after(200ms);
+    auto r = rt.call("gk_testmod:spin_native", {30.0}, {}, RequestOptions::with_deadline(deadline));
+    auto late_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - deadline.when()).count();
+    REQUIRE_FALSE(r.has_value());
+    CAPTURE(r.error().to_string(), late_ms);
+    CHECK(r.error().code == ErrorCode::deadline_exceeded);
+    CHECK(r.error().phase == DeadlinePhase::hard);
+    CHECK(r.error().message.find("was still running native code past its deadline") != std::string::npos);
+    CHECK(late_ms < 500);  // not the second of interrupted_reply_wait, nor the 3 s of grace
+    // Python code in the same situation is interrupted as before.
+    REQUIRE(rt.call("gk_testmod:add", {1, 1}, {}, within(10000ms)).has_value());
+    auto soft = rt.call("gk_testmod:busy_loop", {}, {}, within(200ms));
+    REQUIRE_FALSE(soft.has_value());
+    CHECK(soft.error().phase == DeadlinePhase::soft);
+    CHECK(soft.error().type == "gilkeeper.DeadlineExceeded");
+  }
+  // The stopped workers are killed at the end of their grace and reaped.
+  CHECK(restarts(rt, "hard_deadline") <= 3);
+}
