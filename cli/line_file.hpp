@@ -52,8 +52,6 @@ public:
   std::uint64_t lines() const noexcept { return lines_; }
   // Lines given to write_line that never reached the file.
   std::uint64_t lost() const noexcept { return lost_; }
-  // Lines queued and not yet written.
-  std::uint64_t queued() const noexcept { return queued_; }
   bool failed() const noexcept { return failed_; }
   // Why the file failed ("" while it has not): "writing the output file
   // out.jsonl failed: No space left on device".

@@ -181,9 +181,9 @@ bool find_resume_point(const std::string& input, const std::string& output, cons
   std::sort(named.begin(), named.end(), [](const Entry* a, const Entry* b) { return a->line < b->line; });
   for (std::size_t i = 1; i < named.size(); ++i) {
     if (named[i]->line == named[i - 1]->line) {
-      why = "input line " + std::to_string(named[i]->line) + " is in " + (named[i]->is_error != named[i - 1]->is_error
-                                                                          ? "both the output and the errors file"
-                                                                          : "the same file twice")
+      bool both = named[i]->is_error != named[i - 1]->is_error;
+      why = "input line " + std::to_string(named[i]->line) + " is in "
+            + (both ? "both the output and the errors file" : "the same file twice")
             + ": these files are not those of one run";
       return false;
     }
