@@ -25,9 +25,12 @@ private:
 template <class T>
 class Expected {
 public:
-  Expected() : v_(T{}) {}
-  Expected(T value) : v_(std::move(value)) {}
-  Expected(Error error) : v_(std::move(error)) {}
+  // Each alternative is constructed in place: a temporary T moved into the
+  // variant would be read alternative by alternative (T's own variant), which
+  // g++ 12 with ASan reports as maybe-uninitialized.
+  Expected() : v_(std::in_place_index<0>) {}
+  Expected(T value) : v_(std::in_place_index<0>, std::move(value)) {}
+  Expected(Error error) : v_(std::in_place_index<1>, std::move(error)) {}
 
   bool has_value() const noexcept { return v_.index() == 0; }
   explicit operator bool() const noexcept { return has_value(); }
