@@ -189,7 +189,10 @@ void reset_module_types() {
 }
 
 InterruptState& interrupt_state() {
-  static InterruptState st;
+  // Never destroyed: an interpreter thread that shutdown had to leave
+  // running (stuck in native code) may still use it after the host's main
+  // returns and static destructors run.
+  static InterruptState& st = *new InterruptState;
   return st;
 }
 
