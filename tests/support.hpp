@@ -7,6 +7,17 @@
 #include <chrono>
 #include <string>
 
+// The tag of a test that sets an address-space limit (RLIMIT_AS): ASan and
+// TSan reserve terabytes of shadow address space, so no limit a test can set
+// lets the process start. Under a sanitizer build (GK_TEST_SANITIZER) the tag
+// hides the test ("[." in Catch), so ctest does not list it; it can still be
+// run by name.
+#ifdef GK_TEST_SANITIZER
+#define GK_TAG_RLIMIT_AS "[.rlimit-as-cannot-run-under-a-sanitizer]"
+#else
+#define GK_TAG_RLIMIT_AS "[rlimit-as]"
+#endif
+
 namespace gk::test {
 
 /// A config whose python path holds tests/python and the test extension.

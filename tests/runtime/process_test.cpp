@@ -160,7 +160,7 @@ TEST_CASE("a worker above max_memory is replaced between calls and the runtime g
   CHECK(restarts(rt, "max_memory") == 1);
 }
 
-TEST_CASE("an address-space limit turns a memory hog into a MemoryError", "[process][limits]") {
+TEST_CASE("an address-space limit turns a memory hog into a MemoryError", "[process][limits]" GK_TAG_RLIMIT_AS) {
   Runtime rt(process_config("[runtime.limits]\naddress_space = \"1GiB\"\n"));
   auto r = rt.call("gk_testmod:alloc_temporarily", {4096}, {}, within(20000ms));
   REQUIRE_FALSE(r.has_value());
