@@ -197,6 +197,16 @@ ShutdownReport Runtime::shutdown() {
     impl.callbacks->stop();
     {
       std::lock_guard<std::mutex> g(impl.actors_mutex);
+      // A pool and its members told to exit together race inside CAF's
+      // actor_pool (the members' down messages against the pool's own exit).
+      // So each pool first drops its members and stops monitoring them (the
+      // pool handles that message on the sender's thread, before anon_send
+      // returns), then exits with none; the members exit on their own below.
+      for (auto& pool : impl.pools) {
+        caf::anon_send(pool, caf::sys_atom_v, caf::delete_atom_v);
+        caf::anon_send_exit(pool, caf::exit_reason::user_shutdown);
+      }
+      impl.pools.clear();
       for (auto& a : impl.actors)
         caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
       impl.actors.clear();

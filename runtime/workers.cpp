@@ -133,7 +133,7 @@ worker_actor spawn_worker_pool(Runtime& runtime, std::size_t n, ContextWorkerHan
     return a;
   };
   auto pool = caf::actor_pool::make(sys.dummy_execution_unit(), n, factory, caf::actor_pool::round_robin());
-  impl->track(pool);
+  impl->track_pool(pool);
   return caf::actor_cast<worker_actor>(pool);
 }
 

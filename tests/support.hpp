@@ -18,6 +18,16 @@
 #define GK_TAG_RLIMIT_AS "[rlimit-as]"
 #endif
 
+// The tag of a test that loads the machine for a minute and bounds the
+// host's memory: it runs alone ([serial] tests are RUN_SERIAL in ctest), and
+// not under a sanitizer (whose quarantine and shadow memory are the RSS it
+// would measure).
+#ifdef GK_TEST_SANITIZER
+#define GK_TAG_SERIAL_LOAD "[.load-test-not-under-a-sanitizer]"
+#else
+#define GK_TAG_SERIAL_LOAD "[serial]"
+#endif
+
 namespace gk::test {
 
 /// A config whose python path holds tests/python and the test extension.

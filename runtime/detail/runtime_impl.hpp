@@ -35,9 +35,16 @@ struct Runtime::Impl {
   // the actor system can stop while the host still holds their handles.
   std::mutex actors_mutex;
   std::vector<caf::actor> actors;
+  // Worker pools, told at shutdown to let go of their members before anything
+  // exits (Runtime::shutdown); their members are in `actors`.
+  std::vector<caf::actor> pools;
   void track(caf::actor a) {
     std::lock_guard<std::mutex> g(actors_mutex);
     actors.push_back(std::move(a));
+  }
+  void track_pool(caf::actor pool) {
+    std::lock_guard<std::mutex> g(actors_mutex);
+    pools.push_back(std::move(pool));
   }
   ShutdownReport report;
 };

@@ -91,7 +91,7 @@ TEST_CASE("a request beyond max_queued is refused at once with overloaded, and a
 }
 
 TEST_CASE("1,000 threads with 1-20 ms deadlines for 60 s: one reply each, and the host's memory stays flat",
-          "[runtime][overload][serial]") {
+          "[runtime][overload]" GK_TAG_SERIAL_LOAD) {
   Runtime rt(test::test_config());
   REQUIRE(rt.import_module("gk_testmod").has_value());
   constexpr int threads = 1000;
