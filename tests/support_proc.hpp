@@ -19,11 +19,10 @@ struct ProcInfo {
   char state;
 };
 
-/// Direct children of this process (any thread), with their state
+/// Direct children of process `parent` (any thread), with their state
 /// ('Z' for a zombie).
-inline std::vector<ProcInfo> children_of_self() {
+inline std::vector<ProcInfo> children_of(int parent) {
   std::vector<ProcInfo> out;
-  int self = getpid();
   DIR* d = opendir("/proc");
   if (!d)
     return out;
@@ -42,12 +41,15 @@ inline std::vector<ProcInfo> children_of_self() {
     char state;
     int ppid;
     rest >> state >> ppid;
-    if (ppid == self)
+    if (ppid == parent)
       out.push_back({pid, state});
   }
   closedir(d);
   return out;
 }
+
+/// Direct children of this process, with their state.
+inline std::vector<ProcInfo> children_of_self() { return children_of(getpid()); }
 
 inline int count_zombies(const std::vector<ProcInfo>& ps) {
   int n = 0;

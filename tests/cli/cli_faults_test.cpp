@@ -2,6 +2,7 @@
 // some raise, sleep or spin past their deadline, hang in C, segfault, exit or
 // hoard memory, while its workers are SIGKILLed from outside every 200 ms.
 #include "cli_child.hpp"
+#include "../support_proc.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -17,31 +18,6 @@ using namespace gk::test::cli;
 using namespace std::chrono_literals;
 
 namespace {
-
-// Processes whose parent is `parent` (from /proc).
-std::vector<int> children_of(int parent) {
-  std::vector<int> out;
-  DIR* d = opendir("/proc");
-  if (!d)
-    return out;
-  while (dirent* e = readdir(d)) {
-    int pid = std::atoi(e->d_name);
-    if (pid <= 0)
-      continue;
-    auto stat = gk::test::read_file("/proc/" + std::to_string(pid) + "/stat");
-    auto close = stat.rfind(')');
-    if (close == std::string::npos)
-      continue;
-    std::istringstream rest(stat.substr(close + 2));
-    char state;
-    int ppid;
-    rest >> state >> ppid;
-    if (ppid == parent && state != 'Z')
-      out.push_back(pid);
-  }
-  closedir(d);
-  return out;
-}
 
 // Worker processes started for host `host` still alive (their command line
 // names it), wherever they were reparented.
@@ -112,7 +88,10 @@ TEST_CASE("under a fault mix and outside SIGKILLs every 200 ms, every record com
     std::mt19937 pick(7);
     while (!done.load()) {
       std::this_thread::sleep_for(200ms);
-      auto workers = children_of(cli);
+      std::vector<int> workers;
+      for (auto& child : gk::test::children_of(cli))
+        if (child.state != 'Z')
+          workers.push_back(child.pid);
       if (workers.empty())
         continue;
       if (::kill(workers[pick() % workers.size()], SIGKILL) == 0)
