@@ -27,6 +27,7 @@ std::vector<char> encode(const gk::wire::Frame& frame) {
     case FrameKind::request: return gk::wire::encode_request(frame.id, *frame.request);
     case FrameKind::reply: return gk::wire::encode_reply(frame.id, *frame.reply, frame.denials);
     case FrameKind::goodbye: return gk::wire::encode_goodbye();
+    case FrameKind::stuck: return gk::wire::encode_stuck(frame.id);
   }
   broken("decode returned an unknown frame kind");
 }

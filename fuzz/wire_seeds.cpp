@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
   ok &= write_seed(dir, "ready", wire::encode_ready(Error(), 4242));
   ok &= write_seed(dir, "ready_failed", wire::encode_ready(crash, 0));
   ok &= write_seed(dir, "goodbye", wire::encode_goodbye());
+  ok &= write_seed(dir, "stuck", wire::encode_stuck(42));
   ok &= write_seed(dir, "import", wire::encode_request(1, ImportRequest{"json", Deadline::never()}));
   ok &= write_seed(dir, "call", wire::encode_request(2, call));
   ok &= write_seed(dir, "eval", wire::encode_request(3, EvalRequest{"1 + 1", true, Deadline()}));
