@@ -107,14 +107,19 @@ private:
       // Under the queue's lock already: no second lock per request.
       if (wedged_.load(std::memory_order_acquire))
         return wedged_error(label);
-      auto now = clock::now();
       bool full = queue_.size() >= config_.runtime.max_queued;
-      // At the bound, answered requests go first, at most once per
-      // kDropAnsweredPeriod (a full queue of live requests is not swept
-      // for every refusal).
-      if (queue_.size() + 1 >= drop_answered_at_ || (full && now >= next_full_sweep_)) {
+      bool sweep = queue_.size() + 1 >= drop_answered_at_;
+      if (full && !sweep) {
+        // At the bound, answered requests go first, at most once per
+        // kDropAnsweredPeriod (a full queue of live requests is not swept
+        // for every refusal). The clock is read only here, off the usual path.
+        auto now = clock::now();
+        sweep = now >= next_full_sweep_;
+        if (sweep)
+          next_full_sweep_ = now + kDropAnsweredPeriod;
+      }
+      if (sweep) {
         drop_answered_locked(dropped);
-        next_full_sweep_ = now + kDropAnsweredPeriod;
         full = queue_.size() >= config_.runtime.max_queued;
       }
       if (full)
@@ -132,10 +137,10 @@ private:
   // deadline, or cancelled them) would only be skipped when their turn
   // comes; under overload they would pile up behind a slow call. Once the
   // queue has doubled since the last look, they go now: amortized O(1) per
-  // request, and the queue stays within twice what is still wanted.
+  // request, and the queue stays within twice what is still wanted. They
+  // are counted here as may_start counts them, and destroyed by the caller
+  // outside the lock (a Ref among their arguments queues its release).
   // PRECONDITION: mutex_ held.
-  // Counted here as may_start counts them; destroyed by the caller, outside
-  // the lock (a Ref among their arguments queues its release).
   void drop_answered_locked(std::deque<Job>& dropped) {
     std::deque<Job> keep;
     for (auto& j : queue_)
