@@ -326,3 +326,12 @@ def touch_then_sleep(path, seconds):
     open(path, "w").close()
     time.sleep(seconds)
     return seconds
+
+
+def pid_then_sleep(path, seconds):
+    """Writes this process's pid to `path` (the call has started), then sleeps."""
+    with open(path + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.rename(path + ".tmp", path)
+    time.sleep(seconds)
+    return seconds

@@ -100,12 +100,18 @@ TEST_CASE("crashes fail the call with worker_crashed naming the signal or status
     CHECK(rt.call("gk_testmod:add", {1, 1}, {}, within(10000ms))->as_int() == 2);
   }
 
-  // Killed from outside while it runs a call.
-  auto pid = worker_pid(rt);
+  // Killed from outside while it runs a call: the worker that runs it says
+  // who it is (with a spare, any ready worker may take the call).
+  auto pid_file = test::temp_dir() + "/running_pid";
+  std::remove(pid_file.c_str());
   Expected<Value> slow;
-  std::thread caller([&] { slow = rt.call("gk_testmod:sleep_for", {5}, {}, within(10000ms)); });
-  std::this_thread::sleep_for(200ms);
-  ::kill(static_cast<pid_t>(pid), SIGKILL);
+  std::thread caller([&] { slow = rt.call("gk_testmod:pid_then_sleep", {pid_file, 5}, {}, within(10000ms)); });
+  auto t0 = std::chrono::steady_clock::now();
+  while (test::ms_since(t0) < 8000 && test::read_file(pid_file).empty())
+    std::this_thread::sleep_for(1ms);
+  auto running = test::read_file(pid_file);
+  REQUIRE_FALSE(running.empty());
+  ::kill(static_cast<pid_t>(std::stol(running)), SIGKILL);
   caller.join();
   REQUIRE_FALSE(slow.has_value());
   CHECK(slow.error().code == ErrorCode::worker_crashed);
