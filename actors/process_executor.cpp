@@ -125,13 +125,24 @@ void ProcessExecutor::wake() {
 
 void ProcessExecutor::supervise(std::promise<Error> started) {
   pthread_setname_np(pthread_self(), "gk-supervisor");
-  // The first worker must start, or the runtime does not.
-  Error first = spawn_child();
-  if (!first) {
-    auto& c = children_.back();
-    first = wait_ready(c);
+  // The first worker must start, or the runtime does not. One SIGKILLed
+  // while it starts was killed from outside (its own failures end it
+  // otherwise): it is started again, a few times.
+  Error first;
+  for (int attempt = 1;; ++attempt) {
+    first = spawn_child();
     if (first)
-      reap(c);
+      break;
+    auto& c = children_.back();
+    bool killed = false;
+    first = wait_ready(c, &killed);
+    if (!first)
+      break;
+    reap(c);
+    children_.pop_back();
+    publish_pids();
+    if (!killed || attempt == kFirstStartAttempts)
+      break;
   }
   if (first) {
     started.set_value(first);

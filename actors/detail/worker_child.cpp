@@ -104,7 +104,7 @@ Error spawn_child_process(const std::string& worker, Child& c) {
   return Error();
 }
 
-Error wait_ready(Child& c) {
+Error wait_ready(Child& c, bool* killed) {
   auto until = clock::now() + kStartTimeout;
   while (c.state == Child::State::starting) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - clock::now()).count();
@@ -130,6 +130,8 @@ Error wait_ready(Child& c) {
       int status = 0;
       waitpid(c.pid, &status, 0);
       c.pid = -1;
+      if (killed)
+        *killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
       return Error(ErrorCode::internal, "the worker process " + describe_status(status) + " while starting");
     }
   }

@@ -17,6 +17,9 @@ namespace gk::detail {
 
 // How long a child may take to start its interpreter.
 constexpr auto kStartTimeout = std::chrono::seconds(30);
+// How many times the first worker is started when it is killed from outside
+// (SIGKILL) while it starts.
+constexpr int kFirstStartAttempts = 3;
 
 struct Child {
   using clock = std::chrono::steady_clock;
@@ -49,8 +52,10 @@ struct Child {
 /// group, its end of a socketpair on fd 3); sets `c.pid` and `c.fd`.
 Error spawn_child_process(const std::string& worker, Child& c);
 
-/// Blocks until a fresh child says ready (used only at start-up).
-Error wait_ready(Child& c);
+/// Blocks until a fresh child says ready (used only at start-up). When the
+/// child died instead, `*killed` (if given) says whether SIGKILL ended it:
+/// killed from outside, not a failure of its own.
+Error wait_ready(Child& c, bool* killed = nullptr);
 
 /// Kills a child's process group and reaps it; returns its wait status.
 int reap(Child& c);

@@ -256,7 +256,7 @@ TEST_CASE("process isolation: a record stuck in native code inside a batch is cu
 }
 
 TEST_CASE("thread isolation: a record stuck in native code in a batch keeps its neighbours' results that finished",
-          "[actors][front_door][deadline][pipeline]") {
+          "[actors][front_door][deadline][pipeline][native]") {
   Runtime rt(test::test_config("[timeouts]\ngrace = \"200ms\"\n"));
   Pipeline p(rt, {Stage::python("spin", "gk_testmod:spin_native_briefly_if_3").with_timeout(Timeout::after(100ms))});
   Doubled out(p);

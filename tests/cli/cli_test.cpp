@@ -396,7 +396,7 @@ TEST_CASE("the example enrichment job runs: malformed lines and raising records 
   CHECK(errors[1]["error"]["stage"] == "parse");
 }
 
-TEST_CASE("with process isolation a record stuck in native code or crashing fails alone, its neighbours succeed", "[cli][deadline][process]") {
+TEST_CASE("with process isolation a record stuck in native code or crashing fails alone, its neighbours succeed", "[cli][deadline][process][native]") {
   auto dir = gk::test::temp_dir();
   write_file(dir + "/job.toml", std::string("[python]\npath = [\"") + kData + "\", \"" + GK_TEST_EXT_DIR
                                     + "\"]\n[runtime]\nisolation = \"process\"\n[timeouts]\ngrace = \"300ms\"\n"

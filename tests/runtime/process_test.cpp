@@ -5,7 +5,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <csignal>
+#include <optional>
 #include <thread>
 
 using namespace gk;
@@ -120,6 +123,34 @@ TEST_CASE("crashes fail the call with worker_crashed naming the signal or status
   CHECK(restarts(rt, "crashed") == 4);
 }
 
+TEST_CASE("a first worker killed from outside while it starts is started again", "[process][crash][start]") {
+  // Kills the first two worker processes as soon as they appear (while
+  // their interpreters start, ~50 ms): the runtime still starts.
+  std::atomic<bool> stop{false};
+  std::vector<pid_t> killed;
+  std::thread killer([&] {
+    while (!stop && killed.size() < 2) {
+      for (auto& child : test::children_of_self())
+        if (std::find(killed.begin(), killed.end(), child.pid) == killed.end()) {
+          ::kill(child.pid, SIGKILL);
+          killed.push_back(child.pid);
+        }
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  std::optional<Runtime> rt;
+  try {
+    rt.emplace(process_config("spare = false\n"));
+  } catch (const RuntimeStartError& e) {
+    FAIL("the runtime did not start: " << e.what());
+  }
+  stop = true;
+  killer.join();
+  CHECK(killed.size() == 2);
+  CHECK(rt->call("gk_testmod:add", {2, 2}, {}, within(10000ms))->as_int() == 4);
+  CHECK(restarts(*rt, "failed_start") == 0);
+}
+
 TEST_CASE("50 hard kills in a row leave no zombie and exactly the configured children", "[process][hard][zombies]") {
   {
     Runtime rt(process_config("workers = 1\nspare = true\n[timeouts]\ngrace = \"20ms\"\n"));
@@ -224,7 +255,7 @@ TEST_CASE("CPU-bound calls spread over two workers", "[process][pool]") {
   auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < 4; ++i)
     threads.emplace_back([&, i] {
-      auto r = rt.call("gk_testmod:sleep_and_pid", {0.3}, {}, within(10000ms));
+      auto r = rt.call("gk_testmod:sleep_and_pid", {0.5}, {}, within(10000ms));
       if (r)
         pids[i] = r->as_int();
     });
@@ -234,9 +265,10 @@ TEST_CASE("CPU-bound calls spread over two workers", "[process][pool]") {
   std::sort(pids.begin(), pids.end());
   CHECK(pids[0] > 0);
   // Two run at a time (on any two of the warm processes: a worker and the
-  // spare are interchangeable), never one after the other.
+  // spare are interchangeable), never one after the other: about 1 s, where
+  // one after the other would take 2 s.
   CHECK(std::unique(pids.begin(), pids.end()) - pids.begin() >= 2);
-  CHECK(ms < 1100);
+  CHECK(ms < 1800);
 }
 
 TEST_CASE("a deadline from config interrupts Python in a worker without killing it", "[process][soft]") {
