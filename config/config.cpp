@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -87,7 +88,7 @@ public:
 
   Config build(const toml::table& root) {
     in_.for_each_entry(
-        root, "", {"python", "runtime", "timeouts", "capabilities", "stage"},
+        root, "", {"python", "runtime", "timeouts", "capabilities", "monitoring", "debug", "log", "stage"},
         [&](std::string_view name, const toml::node& value, const std::string& path) {
           if (name == "python")
             read_python(in_.table(value, path), path);
@@ -97,6 +98,12 @@ public:
             read_timeouts(in_.table(value, path), path);
           else if (name == "capabilities")
             read_capabilities(in_.table(value, path), path);
+          else if (name == "monitoring")
+            read_monitoring(in_.table(value, path), path);
+          else if (name == "debug")
+            read_debug(in_.table(value, path), path);
+          else if (name == "log")
+            read_log(in_.table(value, path), path);
           else
             read_stages(value, path);
         });
@@ -248,7 +255,98 @@ private:
         });
   }
 
+  void read_monitoring(const toml::table& table, const std::string& path) {
+    MonitoringConfig& monitoring = config_.monitoring;
+    in_.for_each_entry(table, path, {"slow_call", "memory_threshold", "interval"},
+                       [&](std::string_view name, const toml::node& value, const std::string& key) {
+                         if (name == "slow_call") {
+                           if (value.is_table())
+                             read_thresholds(*value.as_table(), key, monitoring.slow_call);
+                           else
+                             monitoring.slow_call.default_threshold = in_.timeout(value, key);
+                         } else if (name == "memory_threshold") {
+                           monitoring.memory_threshold = read_size(value, key, 0);
+                         } else {
+                           monitoring.interval = read_positive_duration(value, key);
+                         }
+                       });
+  }
+
+  // A table of thresholds shaped like [timeouts]: default, per type, targets.
+  void read_thresholds(const toml::table& table, const std::string& path, Thresholds& out) {
+    in_.for_each_entry(table, path, {"default", "import", "call", "eval", "exec", "getattr", "batch", "targets"},
+                       [&](std::string_view name, const toml::node& value, const std::string& key) {
+                         if (name == "default")
+                           out.default_threshold = in_.timeout(value, key);
+                         else if (name == "targets")
+                           read_targets(in_.table(value, key), key, out.targets);
+                         else
+                           out.per_type[std::string(name)] = in_.timeout(value, key);
+                       });
+  }
+
+  void read_debug(const toml::table& table, const std::string& path) {
+    DebugConfig& debug = config_.debug;
+    in_.for_each_entry(
+        table, path, {"gil", "memory", "trace_calls"},
+        [&](std::string_view name, const toml::node& value, const std::string& key) {
+          if (name == "trace_calls") {
+            debug.trace_calls = in_.boolean(value, key);
+          } else if (name == "gil") {
+            in_.for_each_entry(in_.table(value, key), key, {"trace", "timeout", "detect_deadlock"},
+                               [&](std::string_view n, const toml::node& v, const std::string& k) {
+                                 if (n == "trace") {
+                                   debug.gil.trace = in_.boolean(v, k);
+                                 } else if (n == "detect_deadlock") {
+                                   debug.gil.detect_deadlock = in_.boolean(v, k);
+                                 } else {
+                                   Timeout t = in_.timeout(v, k);
+                                   debug.gil.timeout = t.infinite ? std::nullopt
+                                                                   : std::optional<std::chrono::nanoseconds>(t.value);
+                                 }
+                               });
+          } else {
+            in_.for_each_entry(in_.table(value, key), key, {"track", "detect_leaks", "check_interval", "top"},
+                               [&](std::string_view n, const toml::node& v, const std::string& k) {
+                                 if (n == "track")
+                                   debug.memory.track = in_.boolean(v, k);
+                                 else if (n == "detect_leaks")
+                                   debug.memory.detect_leaks = in_.boolean(v, k);
+                                 else if (n == "check_interval")
+                                   debug.memory.check_interval = read_positive_duration(v, k);
+                                 else
+                                   debug.memory.top = static_cast<int>(in_.integer(v, k, 1, 100));
+                               });
+          }
+        });
+  }
+
+  void read_log(const toml::table& table, const std::string& path) {
+    LogConfig& log = config_.log;
+    log.configured = true;
+    in_.for_each_entry(table, path, {"level", "format", "file"},
+                       [&](std::string_view name, const toml::node& value, const std::string& key) {
+                         if (name == "level")
+                           log.level = in_.choice<LogLevel>(value, key,
+                                                            {{"trace", LogLevel::trace},
+                                                             {"debug", LogLevel::debug},
+                                                             {"info", LogLevel::info},
+                                                             {"warn", LogLevel::warn},
+                                                             {"error", LogLevel::error},
+                                                             {"off", LogLevel::off}});
+                         else if (name == "format")
+                           log.format = in_.choice<LogFormat>(value, key,
+                                                              {{"text", LogFormat::text}, {"json", LogFormat::json}});
+                         else
+                           log.file = in_.path(value, key);
+                       });
+  }
+
   void read_targets(const toml::table& table, const std::string& path) {
+    read_targets(table, path, config_.timeouts.targets);
+  }
+
+  void read_targets(const toml::table& table, const std::string& path, std::map<std::string, Timeout>& out) {
     in_.for_each_key(
         table, path, [&](const toml::key& target, const toml::node& value, const std::string& key) {
           const std::string_view text = target.str();
@@ -257,7 +355,7 @@ private:
               text.find(':', colon + 1) != std::string_view::npos)
             in_.fail(target.source(), key,
                      "expected a target like \"module:function\", got " + in_quotes(text));
-          config_.timeouts.targets[std::string(text)] = in_.timeout(value, key);
+          out[std::string(text)] = in_.timeout(value, key);
         });
   }
 
@@ -399,6 +497,65 @@ Timeout resolve_timeout(const TimeoutsConfig& timeouts, std::string_view message
   }
   const auto it = timeouts.per_type.find(std::string(message_type));
   return it != timeouts.per_type.end() ? it->second : timeouts.default_timeout;
+}
+
+Timeout resolve_threshold(const Thresholds& thresholds, std::string_view message_type, std::string_view target) {
+  if (!target.empty() && !thresholds.targets.empty()) {
+    const auto it = thresholds.targets.find(std::string(target));
+    if (it != thresholds.targets.end()) return it->second;
+  }
+  if (!thresholds.per_type.empty()) {
+    const auto it = thresholds.per_type.find(std::string(message_type));
+    if (it != thresholds.per_type.end()) return it->second;
+  }
+  return thresholds.default_threshold;
+}
+
+void apply_environment(Config& config) {
+  auto fail = [](const char* variable, const std::string& value, const std::string& expected) {
+    throw ConfigError("environment", 0, 0, variable, "expected " + expected + ", got " + in_quotes(value));
+  };
+  if (const char* trace = std::getenv("GILKEEPER_TRACE"); trace && *trace) {
+    std::string_view list(trace);
+    while (!list.empty()) {
+      auto comma = list.find(',');
+      std::string_view item = list.substr(0, comma);
+      list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+      while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+      while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+      if (item == "gil")
+        config.debug.gil.trace = true;
+      else if (item == "calls")
+        config.debug.trace_calls = true;
+      else if (item == "memory")
+        config.debug.memory.track = config.debug.memory.detect_leaks = true;
+      else if (!item.empty())
+        fail("GILKEEPER_TRACE", trace, "a comma-separated list of gil, calls, memory");
+    }
+    // Traces are debug events: they are seen without a second switch.
+    if (config.log.level > LogLevel::debug && (config.debug.gil.trace || config.debug.trace_calls))
+      config.log.level = LogLevel::debug;
+  }
+  if (const char* level = std::getenv("GILKEEPER_LOG_LEVEL"); level && *level) {
+    static constexpr std::pair<std::string_view, LogLevel> levels[] = {
+        {"trace", LogLevel::trace}, {"debug", LogLevel::debug}, {"info", LogLevel::info},
+        {"warn", LogLevel::warn},   {"error", LogLevel::error}, {"off", LogLevel::off}};
+    bool known = false;
+    for (auto& [name, value] : levels)
+      if (name == level) {
+        config.log.level = value;
+        known = true;
+      }
+    if (!known)
+      fail("GILKEEPER_LOG_LEVEL", level, "one of trace, debug, info, warn, error, off");
+  }
+  if (const char* timeout = std::getenv("GILKEEPER_GIL_TIMEOUT"); timeout && *timeout) {
+    auto t = parse_timeout(timeout);
+    if (!t)
+      fail("GILKEEPER_GIL_TIMEOUT", timeout, "a duration like \"250ms\", \"5s\" or \"none\"");
+    config.debug.gil.timeout =
+        t->infinite ? std::nullopt : std::optional<std::chrono::nanoseconds>(t->value);
+  }
 }
 
 Config parse_config(const std::string& toml_text, const std::string& source_name) {

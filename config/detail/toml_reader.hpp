@@ -230,6 +230,14 @@ public:
     return out;
   }
 
+  /// One path, resolved as `paths` resolves each of its entries.
+  std::string path(const toml::node& node, const std::string& key) const {
+    std::string text = non_empty_string(node, key);
+    std::filesystem::path p(text);
+    if (p.is_relative()) p = base_dir_ / p;
+    return p.lexically_normal().string();
+  }
+
   /// A duration string; never `"none"`.
   std::chrono::nanoseconds duration(const toml::node& node, const std::string& key) const {
     const auto* s = node.as_string();

@@ -151,6 +151,92 @@ struct CapabilitiesConfig {
   bool write_paths_set = false;
 };
 
+/// Thresholds by request, most specific first (as timeouts are): the
+/// `targets` entry for a `"module:function"`, then the message type's, then
+/// `default`. `Timeout::none()` switches a threshold off.
+struct Thresholds {
+  Timeout default_threshold = Timeout::none();
+  /// Keyed by message type: import, call, eval, exec, getattr, batch.
+  std::map<std::string, Timeout> per_type;
+  /// Keyed by `"module:function"`.
+  std::map<std::string, Timeout> targets;
+};
+
+/// The threshold of one request (see Thresholds). Thread-safe (reads only).
+Timeout resolve_threshold(const Thresholds& thresholds, std::string_view message_type,
+                          std::string_view target = {});
+
+/// `[monitoring]`: alerts that are on by default (docs/observability.md).
+struct MonitoringConfig {
+  /// `slow_call`: a request that runs longer is logged (event `slow_call`)
+  /// with its Python stack, taken while it still runs, and counted per
+  /// target. In the file a duration (the default for every request) or a
+  /// table like `[timeouts]` (`default`, per type, `targets`).
+  Thresholds slow_call{Timeout::after(std::chrono::seconds(10)), {}, {}};
+  /// `memory_threshold`: RSS of an interpreter's process (the host in
+  /// thread isolation, each worker in process isolation) above which an
+  /// alert is logged (event `memory_threshold`), once per crossing. 0 = off.
+  std::uint64_t memory_threshold = 0;
+  /// `interval`: how often memory is sampled.
+  std::chrono::nanoseconds interval = std::chrono::seconds(1);
+};
+
+/// `[debug.gil]`: the interpreter's lock, i.e. which request holds the
+/// interpreter and for how long.
+struct DebugGilConfig {
+  /// `trace`: one event (`gil_trace`, level debug) per request as it takes
+  /// and leaves the interpreter, with its queue and hold times.
+  bool trace = false;
+  /// `timeout`: a request holding the interpreter longer is logged (event
+  /// `gil_timeout`, with its stack). nullopt = off.
+  std::optional<std::chrono::nanoseconds> timeout;
+  /// `detect_deadlock`: a blocking call from where it can never be served
+  /// (the interpreter's own thread, a worker actor's handler, an actor on
+  /// the runtime's own scheduler) fails at once with `deadlock` instead of
+  /// hanging.
+  bool detect_deadlock = true;
+};
+
+/// `[debug.memory]`: Python's allocations (tracemalloc).
+struct DebugMemoryConfig {
+  /// `track`: tracemalloc on (its cost: allocations get slower); alerts on
+  /// memory then name the top allocation sites.
+  bool track = false;
+  /// `detect_leaks`: compare tracemalloc snapshots (and live Refs) every
+  /// `check_interval`; growth in consecutive intervals is reported (event
+  /// `leak_suspected`) with the sites that grew. Implies `track`.
+  bool detect_leaks = false;
+  std::chrono::nanoseconds check_interval = std::chrono::seconds(10);
+  /// How many allocation sites a report names.
+  int top = 10;
+};
+
+/// `[debug]`.
+struct DebugConfig {
+  DebugGilConfig gil;
+  DebugMemoryConfig memory;
+  /// `trace_calls`: one event (`call_trace`, level debug) per request when
+  /// it ends: label, target, outcome, queue and run times.
+  bool trace_calls = false;
+};
+
+/// Log levels, least severe first.
+enum class LogLevel { trace, debug, info, warn, error, off };
+
+/// How log events are written.
+enum class LogFormat { text, json };
+
+/// `[log]`: where this process's log events go (one logger per process:
+/// the last runtime configured with `[log]` sets it).
+struct LogConfig {
+  /// True when the file has a `[log]` section.
+  bool configured = false;
+  LogLevel level = LogLevel::info;
+  LogFormat format = LogFormat::text;
+  /// Append to this file; empty = standard error.
+  std::string file;
+};
+
 /// One `[[stage]]` of a job.
 struct StageConfig {
   std::string name;
@@ -177,8 +263,19 @@ struct Config {
   RuntimeConfig runtime;
   TimeoutsConfig timeouts;
   CapabilitiesConfig capabilities;
+  MonitoringConfig monitoring;
+  DebugConfig debug;
+  LogConfig log;
   std::vector<StageConfig> stages;
 };
+
+/// Applies the environment switches to `config` (docs/observability.md):
+/// `GILKEEPER_TRACE` (a comma-separated list of `gil`, `calls`, `memory`),
+/// `GILKEEPER_LOG_LEVEL` (`trace` ... `off`) and `GILKEEPER_GIL_TIMEOUT` (a
+/// duration). Where both set something, the environment wins: it is how an
+/// operator turns tracing on without editing a file. An unknown value is a
+/// ConfigError naming the variable. `Runtime` and the CLI apply it.
+void apply_environment(Config& config);
 
 /// A configuration that could not be accepted. `what()` reads
 /// `file:line:column: key: message` (e.g. `job.toml:4:11: timeouts.call:
