@@ -6,6 +6,7 @@
 #include "actors/detail/stats_collector.hpp"
 #include "actors/detail/join_or_detach.hpp"
 #include "interop/interpreter.hpp"
+#include "gilkeeper/config/log.hpp"
 
 #include <condition_variable>
 #include <cstdlib>
@@ -66,7 +67,8 @@ class ThreadExecutor final : public Executor, public std::enable_shared_from_thi
 public:
   ThreadExecutor(const Config& config, ThreadExecutorOptions options)
     : config_(config), options_(options), grace_(config.timeouts.grace),
-      shutdown_grace_(config.runtime.shutdown_grace) {}
+      shutdown_grace_(config.runtime.shutdown_grace), gil_trace_(config.debug.gil.trace),
+      trace_calls_(config.debug.trace_calls), gil_timeout_(config.debug.gil.timeout) {}
 
   ~ThreadExecutor() override {
     shutdown(shutdown_grace_);
@@ -86,6 +88,8 @@ public:
       return e;
     }
     watchdog_ = std::thread([this] { watch(); });
+    if (config_.monitoring.memory_threshold > 0 || config_.debug.memory.detect_leaks)
+      monitor_ = std::thread([this] { monitor(); });
     return Error();
   }
 
@@ -212,6 +216,11 @@ private:
       return;
     }
     interp_ = std::move(*interp);
+    if (config_.debug.memory.track || config_.debug.memory.detect_leaks) {
+      interp_->acquire_gil();
+      interp_->start_tracing_memory();
+      interp_->release_gil();
+    }
     started.set_value(Error());
 
     bool have_gil = false;
@@ -221,6 +230,18 @@ private:
       std::optional<Job> job;
       {
         std::unique_lock<std::mutex> lk(mutex_);
+        if ((want_sites_ || want_leak_check_) && !stopping_) {
+          // The memory watch's turn, between requests (see monitor()).
+          bool sites = std::exchange(want_sites_, false);
+          bool leaks = std::exchange(want_leak_check_, false);
+          lk.unlock();
+          if (!have_gil) {
+            interp_->acquire_gil();
+            have_gil = true;
+          }
+          watch_memory(sites, leaks);
+          continue;
+        }
         if (queue_.empty() && !stopping_) {
           if (have_gil) {
             // Idle: let Python threads run while we wait.
@@ -239,7 +260,7 @@ private:
               fetch_ = nullptr;
             continue;
           }
-          cv_.wait(lk, [&] { return !queue_.empty() || stopping_ || fetch_; });
+          cv_.wait(lk, [&] { return !queue_.empty() || stopping_ || fetch_ || want_sites_ || want_leak_check_; });
           continue;
         }
         if (queue_.empty() && stopping_)
@@ -285,9 +306,11 @@ private:
     Deadline deadline = job.run_deadline(started);
     // A batch whose calls have deadlines of their own arms each call.
     bool per_call = deadline != job.deadline;
+    if (gil_trace_)
+      trace_gil("gil_take", job, started, std::chrono::duration_cast<std::chrono::nanoseconds>(started - job.enqueued));
     if (!per_call) {
       auto seq = ++seq_;
-      arm(seq, deadline, job.label, job.slot);
+      arm(seq, deadline, job.label, job.slot, job.type, started);
       interp_->begin_request(seq, job.label, deadline);
       // Cancelled between its start and its arming: interrupted at once.
       if (job.slot && job.slot->cancel_requested())
@@ -308,6 +331,8 @@ private:
     live_refs_.store(interp_->live_refs());
     auto ended = clock::now();
     stats_.timing(job.type, started - job.enqueued, ended - started);
+    if (gil_trace_ || trace_calls_)
+      trace_end(job, reply, started, ended);
 
     if (deadline.expired(ended)) {
       detail::mark_late(stats_, job, reply);
@@ -388,7 +413,7 @@ private:
         }
         Deadline d = c.deadline.min(Deadline::at(now + b.call_timeout));
         auto seq = ++seq_;
-        arm(seq, d, label, job.slot);
+        arm(seq, d, label, job.slot, "call", now);
         interp_->begin_request(seq, label, d);
         if (job.slot && job.slot->cancel_requested())
           cancel(job.slot);
@@ -461,24 +486,261 @@ private:
                        "and grace period; requests fail fast until it returns");
   }
 
+  // -- the memory watch (docs/observability.md) --------------------------------
+
+  // gk-monitor: samples this process's RSS every `monitoring.interval`
+  // (`memory_threshold`) and asks the interpreter's thread for a leak check
+  // every `debug.memory.check_interval` (`detect_leaks`).
+  void monitor() {
+    pthread_setname_np(pthread_self(), "gk-monitor");
+    const auto threshold = config_.monitoring.memory_threshold;
+    const bool leaks = config_.debug.memory.detect_leaks;
+    auto never = clock::time_point::max();
+    auto next_rss = threshold > 0 ? clock::now() + config_.monitoring.interval : never;
+    auto next_leak = leaks ? clock::now() + config_.debug.memory.check_interval : never;
+    bool above = false;
+    std::unique_lock<std::mutex> lk(mon_mutex_);
+    while (!mon_stop_) {
+      mon_cv_.wait_until(lk, std::min(next_rss, next_leak), [&] { return mon_stop_; });
+      if (mon_stop_)
+        break;
+      auto now = clock::now();
+      bool sites = false, leak_check = false;
+      if (now >= next_rss) {
+        next_rss = now + config_.monitoring.interval;
+        auto rss = read_rss_bytes();
+        if (!above && rss > threshold) {
+          above = true;
+          LogEvent e;
+          e.level = LogLevel::warn;
+          e.name = "memory_threshold";
+          e.message = "the interpreter's process uses " + std::to_string(rss >> 20) + " MiB, above "
+                      "monitoring.memory_threshold (" + std::to_string(threshold >> 20) + " MiB)"
+                      + (config_.debug.memory.track || leaks ? "; the top allocation sites follow (memory_sites)"
+                                                             : "; set [debug.memory] track = true for the allocation sites");
+          e.with("rss_bytes", rss).with("threshold_bytes", threshold).with("pid", static_cast<std::int64_t>(::getpid()));
+          add_process(e);
+          log::emit(std::move(e));
+          sites = config_.debug.memory.track || leaks;
+        } else if (above && rss < threshold - threshold / 10) {
+          above = false;  // below again (10% under, not to flap): the next crossing alerts again
+        }
+      }
+      if (now >= next_leak) {
+        next_leak = now + config_.debug.memory.check_interval;
+        leak_check = true;
+      }
+      if (sites || leak_check) {
+        {
+          std::lock_guard<std::mutex> g(mutex_);
+          want_sites_ = want_sites_ || sites;
+          want_leak_check_ = want_leak_check_ || leak_check;
+        }
+        cv_.notify_one();
+      }
+    }
+  }
+
+  static std::string sites_text(const std::vector<AllocationSite>& sites, bool grown) {
+    std::string out;
+    for (auto& s : sites)
+      out += s.file + ":" + std::to_string(s.line) + ": " + (grown ? "+" : "") + std::to_string(s.size / 1024)
+             + " KiB in " + (grown ? "+" : "") + std::to_string(s.count) + " blocks\n";
+    return out;
+  }
+
+  // On the interpreter's thread, with the GIL, between requests.
+  void watch_memory(bool sites, bool leaks) {
+    const int top = config_.debug.memory.top;
+    if (sites) {
+      auto found = interp_->top_allocations(top);
+      LogEvent e;
+      e.level = LogLevel::warn;
+      e.name = "memory_sites";
+      e.message = found.empty() ? std::string("no allocation sites: tracemalloc is off ([debug.memory] track)")
+                                : "the top " + std::to_string(found.size()) + " allocation sites of Python's memory, first "
+                                      + found[0].file + ":" + std::to_string(found[0].line);
+      e.with("sites", sites_text(found, false));
+      if (!found.empty())
+        e.with("top_site", found[0].file + ":" + std::to_string(found[0].line));
+      add_process(e);
+      log::emit(std::move(e));
+    }
+    if (leaks) {
+      auto check = interp_->check_leaks(top);
+      ref_history_.push_back(interp_->live_refs());
+      if (ref_history_.size() > 3)
+        ref_history_.erase(ref_history_.begin());
+      auto& t = check.totals;
+      // Growth at each of the last two looks, at least kLeakMinGrowth in all.
+      bool memory_grows = t.size() == 3 && t[0] < t[1] && t[1] < t[2] && t[2] - t[0] >= kLeakMinGrowth;
+      auto& r = ref_history_;
+      bool refs_grow = r.size() == 3 && r[0] < r[1] && r[1] < r[2] && r[2] - r[0] >= kLeakMinRefs;
+      if (memory_grows || refs_grow) {
+        LogEvent e;
+        e.level = LogLevel::warn;
+        e.name = "leak_suspected";
+        std::string what;
+        if (memory_grows)
+          what = "Python's traced memory grew at each of the last two checks, by "
+                 + std::to_string((t[2] - t[0]) / 1024) + " KiB"
+                 + (check.grown.empty() ? std::string()
+                                        : "; most at " + check.grown[0].file + ":" + std::to_string(check.grown[0].line));
+        if (refs_grow)
+          what += std::string(what.empty() ? "" : "; ") + "live Refs grew from " + std::to_string(r[0]) + " to "
+                  + std::to_string(r[2]);
+        e.message = what;
+        e.with("memory_grows", memory_grows).with("refs_grow", refs_grow);
+        if (t.size() == 3)
+          e.with("traced_bytes", static_cast<std::int64_t>(t[2])).with("growth_bytes", static_cast<std::int64_t>(t[2] - t[0]));
+        e.with("live_refs", static_cast<std::int64_t>(r.back()));
+        if (!check.grown.empty())
+          e.with("top_site", check.grown[0].file + ":" + std::to_string(check.grown[0].line));
+        e.with("sites", sites_text(check.grown, true));
+        add_process(e);
+        log::emit(std::move(e));
+      }
+    }
+  }
+
   // -- the watchdog -------------------------------------------------------------
 
-  void arm(std::uint64_t seq, Deadline deadline, const std::string& label, std::shared_ptr<ReplySlot> slot) {
+  void arm(std::uint64_t seq, Deadline deadline, const std::string& label, std::shared_ptr<ReplySlot> slot,
+           const std::string& type, clock::time_point started) {
     bool wake = false;
+    // The slow-call threshold: by target and type only when the config has
+    // such entries (the usual case costs no lookup).
+    const auto& slow = config_.monitoring.slow_call;
+    Timeout threshold = slow.per_type.empty() && slow.targets.empty()
+                            ? slow.default_threshold
+                            : resolve_threshold(slow, type, slow.targets.empty() ? std::string() : where_of(label));
+    auto slow_at = threshold.infinite ? clock::time_point::max() : started + threshold.value;
+    auto gil_at = gil_timeout_ ? started + *gil_timeout_ : clock::time_point::max();
     {
       std::lock_guard<std::mutex> g(wd_mutex_);
       wd_seq_ = seq;
       wd_slot_ = std::move(slot);
       wd_deadline_ = deadline;
       wd_label_ = label;
+      wd_type_ = type;
+      wd_started_ = started;
+      wd_slow_at_ = slow_at;
+      wd_slow_threshold_ = threshold.value;
+      wd_gil_at_ = gil_at;
       wd_interrupted_ = false;
       wd_native_probed_ = false;
       wd_cancelled_ = false;
       wd_wedged_ = false;
-      wake = deadline.is_finite() && deadline.when() < wd_wake_;
+      auto first = std::min(slow_at, gil_at);
+      if (deadline.is_finite())
+        first = std::min(first, deadline.when());
+      wake = first < wd_wake_;
     }
     if (wake)
       wd_cv_.notify_one();
+  }
+
+  // -- monitoring (docs/observability.md) ---------------------------------------
+
+  // A request took the interpreter (gil_take) or left it (in trace_end).
+  // On the interpreter's thread: a queue push each (the logger writes).
+  void trace_gil(const char* name, const Job& job, clock::time_point, std::chrono::nanoseconds queued) {
+    LogEvent e;
+    e.level = LogLevel::debug;
+    e.name = name;
+    e.message = job.label + " takes the interpreter";
+    e.with("label", job.label).with("type", job.type).with("queued_us", queued.count() / 1000);
+    add_process(e);
+    log::emit(std::move(e));
+  }
+
+  void trace_end(const Job& job, const AnyReply& reply, clock::time_point started, clock::time_point ended) {
+    auto held = std::chrono::duration_cast<std::chrono::microseconds>(ended - started).count();
+    auto queued = std::chrono::duration_cast<std::chrono::microseconds>(started - job.enqueued).count();
+    const Error* error = nullptr;
+    if (auto* v = std::get_if<Expected<Value>>(&reply); v && !v->has_value())
+      error = &v->error();
+    std::string outcome = error ? to_string(error->code) : "ok";
+    if (gil_trace_) {
+      LogEvent e;
+      e.level = LogLevel::debug;
+      e.name = "gil_leave";
+      e.message = job.label + " leaves the interpreter after " + std::to_string(held) + " us";
+      e.with("label", job.label).with("type", job.type).with("held_us", static_cast<std::int64_t>(held));
+      add_process(e);
+      log::emit(std::move(e));
+    }
+    if (trace_calls_) {
+      LogEvent e;
+      e.level = LogLevel::debug;
+      e.name = "call_trace";
+      e.message = job.label + ": " + outcome + " (queued " + std::to_string(queued) + " us, ran "
+                  + std::to_string(held) + " us)";
+      e.with("label", job.label)
+          .with("type", job.type)
+          .with("target", where_of(job.label))
+          .with("outcome", outcome)
+          .with("queued_us", static_cast<std::int64_t>(queued))
+          .with("run_us", static_cast<std::int64_t>(held));
+      add_process(e);
+      log::emit(std::move(e));
+    }
+  }
+
+  // In a worker process, events name it (the host adds its own view too).
+  void add_process(LogEvent& e) const {
+    if (options_.host_owned_refs)
+      e.with("worker_pid", static_cast<std::int64_t>(::getpid()));
+  }
+
+  // A running request passed its slow-call threshold and/or the interpreter
+  // hold timeout: its stack, taken now, goes into one event each.
+  // On the watchdog thread, without wd_mutex_.
+  void report_running(std::uint64_t seq, bool slow, bool gil, const std::string& label, const std::string& type,
+                      clock::time_point started, std::chrono::nanoseconds threshold, Deadline deadline) {
+    auto sample = interp_->sample_stack(native_, std::chrono::milliseconds(20));
+    {
+      std::lock_guard<std::mutex> g(wd_mutex_);
+      if (wd_seq_ != seq)
+        return;  // it ended meanwhile: the stack would be another's
+    }
+    auto now = clock::now();
+    auto elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - started).count();
+    std::string target = where_of(label);
+    std::string state;
+    if (!sample.taken)
+      state = "its stack could not be taken (" + sample.note + ")";
+    else if (sample.in_native)
+      state = std::string("it is in native code") + (sample.gil_held ? " holding the GIL" : " (the GIL released: a blocking call)")
+              + (sample.where.empty() ? std::string() : ", called from " + sample.where);
+    else
+      state = "it is in Python code" + (sample.where.empty() ? std::string() : " at " + sample.where);
+    auto make = [&](const char* name, const std::string& what, std::chrono::nanoseconds limit) {
+      LogEvent e;
+      e.level = LogLevel::warn;
+      e.name = name;
+      e.message = label + " " + what + " " + format_duration(std::chrono::milliseconds(elapsed_ms)) + " ("
+                  + std::string(name == std::string("slow_call") ? "monitoring.slow_call" : "debug.gil.timeout") + " "
+                  + format_duration(limit) + "); " + state;
+      e.with("label", label)
+          .with("type", type)
+          .with("target", target)
+          .with("elapsed_ms", static_cast<std::int64_t>(elapsed_ms))
+          .with("threshold_ms", static_cast<std::int64_t>(
+                                    std::chrono::duration_cast<std::chrono::milliseconds>(limit).count()));
+      if (deadline.is_finite())
+        e.with("deadline_in_ms", static_cast<std::int64_t>(
+                                     std::chrono::duration_cast<std::chrono::milliseconds>(deadline.when() - now).count()));
+      e.with("in_native", sample.in_native).with("gil_held", sample.gil_held).with("where", sample.where);
+      if (sample.taken)
+        e.with("stack", sample.stack);
+      add_process(e);
+      return e;
+    };
+    if (slow)
+      log::emit(make("slow_call", "has run", threshold));
+    if (gil && gil_timeout_)
+      log::emit(make("gil_timeout", "has held the interpreter for", *gil_timeout_));
   }
 
   void disarm() {
@@ -494,9 +756,34 @@ private:
     std::unique_lock<std::mutex> lk(wd_mutex_);
     while (!wd_stop_) {
       auto never = clock::time_point::max();
+      if (wd_seq_ != 0 && !wd_wedged_) {
+        // Monitoring first: a slow call's stack is taken while it runs.
+        auto alert_at = std::min(wd_slow_at_, wd_gil_at_);
+        if (alert_at != never && clock::now() >= alert_at) {
+          auto now = clock::now();
+          bool slow = now >= wd_slow_at_, gil = now >= wd_gil_at_;
+          if (slow)
+            wd_slow_at_ = never;
+          if (gil)
+            wd_gil_at_ = never;
+          auto seq = wd_seq_;
+          auto label = wd_label_, type = wd_type_;
+          auto started = wd_started_;
+          auto threshold = wd_slow_threshold_;
+          auto deadline = wd_deadline_;
+          lk.unlock();
+          report_running(seq, slow, gil, label, type, started, threshold, deadline);
+          lk.lock();
+          continue;
+        }
+      }
+      auto alert_at = wd_seq_ == 0 || wd_wedged_ ? never : std::min(wd_slow_at_, wd_gil_at_);
       if (wd_seq_ == 0 || !wd_deadline_.is_finite() || wd_wedged_) {
-        wd_wake_ = never;
-        wd_cv_.wait(lk);
+        wd_wake_ = alert_at;
+        if (alert_at == never)
+          wd_cv_.wait(lk);
+        else
+          wd_cv_.wait_until(lk, alert_at);
         continue;
       }
       auto now = clock::now();
@@ -566,6 +853,7 @@ private:
         }
         wd_wake_ = wedge_at;
       }
+      wd_wake_ = std::min(wd_wake_, alert_at);
       wd_cv_.wait_until(lk, wd_wake_);
     }
   }
@@ -640,6 +928,13 @@ private:
     wd_cv_.notify_all();
     if (watchdog_.joinable())
       watchdog_.join();
+    {
+      std::lock_guard<std::mutex> g(mon_mutex_);
+      mon_stop_ = true;
+    }
+    mon_cv_.notify_all();
+    if (monitor_.joinable())
+      monitor_.join();
     stopped_ = true;
     return report;
   }
@@ -648,6 +943,9 @@ private:
   ThreadExecutorOptions options_;
   std::chrono::nanoseconds grace_;
   std::chrono::nanoseconds shutdown_grace_;
+  const bool gil_trace_;
+  const bool trace_calls_;
+  const std::optional<std::chrono::nanoseconds> gil_timeout_;
   std::unique_ptr<Interpreter> interp_;
   pthread_t native_{};
   std::thread thread_;
@@ -662,6 +960,17 @@ private:
   std::size_t drop_answered_at_ = kDropAnsweredMin;
   clock::time_point next_full_sweep_{};
   std::function<bool()> fetch_;  // see pull_from
+  // Asked of the interpreter's thread by the memory watch (under mutex_).
+  bool want_sites_ = false;
+  bool want_leak_check_ = false;
+  // Live Refs at the last three leak checks (interpreter thread only).
+  std::vector<std::uint64_t> ref_history_;
+  static constexpr std::int64_t kLeakMinGrowth = 1 << 20;
+  static constexpr std::uint64_t kLeakMinRefs = 100;
+  std::thread monitor_;
+  std::mutex mon_mutex_;
+  std::condition_variable mon_cv_;
+  bool mon_stop_ = false;
   bool stopping_ = false;
   std::atomic<bool> stopping_flag_{false};  // stopping_, readable without the lock
   std::atomic<bool> stopped_{false};
@@ -672,6 +981,14 @@ private:
   Deadline wd_deadline_;
   std::string wd_label_;
   std::shared_ptr<ReplySlot> wd_slot_;
+  // Monitoring of the running request: its type, start, and when it becomes
+  // slow or holds the interpreter too long (time_point::max(): not, or
+  // reported already).
+  std::string wd_type_;
+  clock::time_point wd_started_{};
+  clock::time_point wd_slow_at_ = clock::time_point::max();
+  std::chrono::nanoseconds wd_slow_threshold_{0};
+  clock::time_point wd_gil_at_ = clock::time_point::max();
   // The batch being run call by call (per-call deadlines), for the wedge.
   const BatchReply* wd_batch_ = nullptr;
   std::size_t wd_batch_size_ = 0;

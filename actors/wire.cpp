@@ -45,12 +45,120 @@ typename Inspector::result_type inspect(Inspector& f, CapabilitiesConfig& x) {
            }));
 }
 
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Timeout& x) {
+  std::int64_t ns = x.value.count();
+  return f(caf::meta::type_name("Timeout"), x.infinite, ns, caf::meta::load_callback([&]() -> caf::error {
+             x.value = std::chrono::nanoseconds(ns);
+             return caf::none;
+           }));
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Thresholds& x) {
+  return f(caf::meta::type_name("Thresholds"), x.default_threshold, x.per_type, x.targets);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, MonitoringConfig& x) {
+  std::int64_t interval = x.interval.count();
+  return f(caf::meta::type_name("MonitoringConfig"), x.slow_call, x.memory_threshold, interval,
+           caf::meta::load_callback([&]() -> caf::error {
+             x.interval = std::chrono::nanoseconds(interval);
+             return caf::none;
+           }));
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, DebugConfig& x) {
+  std::int64_t gil_timeout = x.gil.timeout ? x.gil.timeout->count() : -1;
+  std::int64_t check = x.memory.check_interval.count();
+  std::int32_t top = x.memory.top;
+  return f(caf::meta::type_name("DebugConfig"), x.gil.trace, gil_timeout, x.gil.detect_deadlock, x.memory.track,
+           x.memory.detect_leaks, check, top, x.trace_calls, caf::meta::load_callback([&]() -> caf::error {
+             x.gil.timeout = gil_timeout < 0 ? std::nullopt
+                                             : std::optional<std::chrono::nanoseconds>(std::chrono::nanoseconds(gil_timeout));
+             x.memory.check_interval = std::chrono::nanoseconds(check);
+             x.memory.top = top;
+             return caf::none;
+           }));
+}
+
+// A log event: its time as nanoseconds since the epoch, each field as its
+// key, a kind byte and the value in that kind.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, LogEvent& x) {
+  std::int64_t time = std::chrono::duration_cast<std::chrono::nanoseconds>(x.time.time_since_epoch()).count();
+  auto level = static_cast<std::uint8_t>(x.level);
+  std::vector<std::string> keys, strings;
+  std::vector<std::uint8_t> kinds;
+  std::vector<std::int64_t> ints;
+  std::vector<double> doubles;
+  for (auto& field : x.fields) {
+    keys.push_back(field.key);
+    kinds.push_back(static_cast<std::uint8_t>(field.value.index()));
+    std::visit(
+        [&](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, std::string>)
+            strings.push_back(v);
+          else if constexpr (std::is_same_v<T, std::int64_t>)
+            ints.push_back(v);
+          else if constexpr (std::is_same_v<T, double>)
+            doubles.push_back(v);
+          else
+            ints.push_back(v ? 1 : 0);
+        },
+        field.value);
+  }
+  return f(caf::meta::type_name("LogEvent"), time, level, x.name, x.message, keys, kinds, strings, ints, doubles,
+           caf::meta::load_callback([&]() -> caf::error {
+             if (level > static_cast<std::uint8_t>(LogLevel::off) || kinds.size() != keys.size())
+               return caf::make_error(caf::sec::invalid_argument);
+             x.time = std::chrono::system_clock::time_point(
+                 std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::nanoseconds(time)));
+             x.level = static_cast<LogLevel>(level);
+             x.fields.clear();
+             std::size_t si = 0, ii = 0, di = 0;
+             for (std::size_t i = 0; i < keys.size(); ++i) {
+               LogField field{keys[i], std::string()};
+               switch (kinds[i]) {
+                 case 0:
+                   if (si >= strings.size())
+                     return caf::make_error(caf::sec::invalid_argument);
+                   field.value = strings[si++];
+                   break;
+                 case 1:
+                   if (ii >= ints.size())
+                     return caf::make_error(caf::sec::invalid_argument);
+                   field.value = ints[ii++];
+                   break;
+                 case 2:
+                   if (di >= doubles.size())
+                     return caf::make_error(caf::sec::invalid_argument);
+                   field.value = doubles[di++];
+                   break;
+                 case 3:
+                   if (ii >= ints.size())
+                     return caf::make_error(caf::sec::invalid_argument);
+                   field.value = ints[ii++] != 0;
+                   break;
+                 default:
+                   return caf::make_error(caf::sec::invalid_argument);
+               }
+               x.fields.push_back(std::move(field));
+             }
+             return caf::none;
+           }));
+}
+
 namespace wire {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, WorkerSetup& x) {
   return f(caf::meta::type_name("WorkerSetup"), x.python_path, x.executable, x.interrupt_signal, x.epoch,
-           x.grace_ns, x.shutdown_grace_ns, x.limits, x.capabilities, x.preload);
+           x.grace_ns, x.shutdown_grace_ns, x.limits, x.capabilities, x.preload, x.monitoring, x.debug,
+           x.log_level);
 }
 
 WorkerSetup make_setup(const Config& config, std::uint64_t epoch) {
@@ -63,6 +171,9 @@ WorkerSetup make_setup(const Config& config, std::uint64_t epoch) {
   s.shutdown_grace_ns = config.runtime.shutdown_grace.count();
   s.limits = config.runtime.limits;
   s.capabilities = config.capabilities;
+  s.monitoring = config.monitoring;
+  s.debug = config.debug;
+  s.log_level = static_cast<std::uint8_t>(config.log.level);
   return s;
 }
 
@@ -83,6 +194,9 @@ Config config_from_setup(const WorkerSetup& s) {
   c.runtime.shutdown_grace = std::chrono::nanoseconds(s.shutdown_grace_ns);
   c.runtime.limits = s.limits;
   c.capabilities = s.capabilities;
+  c.monitoring = s.monitoring;
+  c.debug = s.debug;
+  c.log.level = static_cast<LogLevel>(std::min<std::uint8_t>(s.log_level, static_cast<std::uint8_t>(LogLevel::off)));
   return c;
 }
 
@@ -160,6 +274,11 @@ std::vector<char> encode_stuck(std::uint64_t id) {
   return frame(FrameKind::stuck, id);
 }
 
+std::vector<char> encode_event(const LogEvent& event) {
+  auto copy = event;
+  return frame(FrameKind::event, copy);
+}
+
 Expected<Frame> decode(const char* data, std::size_t size) {
   caf::binary_deserializer src(nullptr, data, size);
   Frame out;
@@ -201,6 +320,12 @@ Expected<Frame> decode(const char* data, std::size_t size) {
     case FrameKind::stuck:
       err = src(out.id);
       break;
+    case FrameKind::event: {
+      LogEvent e;
+      err = src(e);
+      out.event = std::move(e);
+      break;
+    }
     default:
       return protocol_error("unknown frame kind " + std::to_string(kind));
   }

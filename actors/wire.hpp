@@ -10,6 +10,7 @@
 
 #include "actors/executor.hpp"
 #include "gilkeeper/config/config.hpp"
+#include "gilkeeper/config/log.hpp"
 
 #include <cstdint>
 #include <optional>
@@ -30,6 +31,7 @@ enum class FrameKind : std::uint8_t {
   reply = 4,    ///< worker -> host: id, AnyReply
   goodbye = 5,  ///< host -> worker: finish and exit
   stuck = 6,    ///< worker -> host: id; the request runs native code past its deadline
+  event = 7,    ///< worker -> host: a LogEvent (an alert or a trace), for the host's log
 };
 
 /// What a worker needs to start its interpreter.
@@ -45,6 +47,10 @@ struct WorkerSetup {
   /// Modules to import before answering ready (a warm spare is warm with
   /// the modules the workload has used so far). Import errors are ignored.
   std::vector<std::string> preload;
+  /// The alerts and traces a worker runs itself (it sends their events).
+  MonitoringConfig monitoring;
+  DebugConfig debug;
+  std::uint8_t log_level = static_cast<std::uint8_t>(LogLevel::info);
 };
 
 WorkerSetup make_setup(const Config& config, std::uint64_t epoch);
@@ -61,6 +67,7 @@ struct Frame {
   Error error;          ///< ready
   std::uint64_t denials = 0;  ///< reply: the worker's capability denials so far
   std::int32_t pid = 0; ///< ready
+  std::optional<LogEvent> event;  ///< event
 };
 
 /// Encoders: the whole frame including its length prefix.
@@ -73,6 +80,8 @@ std::vector<char> encode_goodbye();
 /// Request `id` was interrupted at its deadline and keeps running native
 /// code that does not check for signals (it will not reply in time).
 std::vector<char> encode_stuck(std::uint64_t id);
+/// A log event of the worker's, for the host's log.
+std::vector<char> encode_event(const LogEvent& event);
 
 /// Decodes a frame body (without the length prefix). Errors: bad_request
 /// naming what could not be read.

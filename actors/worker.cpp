@@ -7,6 +7,7 @@
 #include "actors/py_runtime_core.hpp"
 #include "actors/sandbox.hpp"
 #include "actors/wire.hpp"
+#include "gilkeeper/config/log.hpp"
 
 #include <csignal>
 #include <cstdlib>
@@ -89,15 +90,24 @@ int run_worker(int fd, int parent) {
     wire::write_all(fd, f.data(), f.size());
     return 1;
   }
+  // Writes to the host: replies, stuck frames and log events, one frame at
+  // a time (static: the logger's thread may outlive this frame).
+  static std::mutex write_mutex;
+  // This process's alerts and traces go to the host's log.
+  log::set_level(config.log.level);
+  log::set_sink([fd](const LogEvent& e) {
+    auto frame = wire::encode_event(e);
+    std::lock_guard<std::mutex> g(write_mutex);
+    wire::write_all(fd, frame.data(), frame.size());
+  });
   ThreadExecutorOptions options;
   options.epoch = setup.epoch;
   options.host_owned_refs = true;
   options.exit_when_stuck = true;
   options.answer_at_interrupt = false;
-  std::mutex write_mutex;
   // A call stuck in native code past its deadline: the host stops this
   // process at once rather than wait for a reply that will not come.
-  options.on_stuck_in_native = [fd, &write_mutex](const std::shared_ptr<ReplySlot>& slot) {
+  options.on_stuck_in_native = [fd](const std::shared_ptr<ReplySlot>& slot) {
     auto* wire_slot = dynamic_cast<WireSlot*>(slot.get());
     if (!wire_slot)
       return;
@@ -195,6 +205,7 @@ int run_worker(int fd, int parent) {
       runtime.cancel(cancel);
   }
   runtime.shutdown(config.runtime.shutdown_grace);
+  log::flush();
   // Leave at once: a call that did not stop may still reply through this
   // function's stack objects; nothing here needs flushing.
   std::_Exit(0);

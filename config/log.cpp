@@ -10,10 +10,16 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <memory>
 #include <mutex>
+#include <pthread.h>
+#include <thread>
+#include <utility>
 
 namespace gk {
 
@@ -73,25 +79,97 @@ namespace log {
 namespace {
 
 struct Logger {
-  std::mutex mutex;  // guards sink, writer, format
+  std::mutex mutex;  // guards everything below but `level`
+  std::condition_variable cv;
+  std::deque<LogEvent> queue;
+  bool thread_started = false;
+  bool waiting = false;   // the writer thread waits for the queue
+  bool urgent = false;    // an alert is queued: write it now
+  std::uint64_t dropped = 0;
   LogSink sink;
   std::shared_ptr<spdlog::logger> writer;
   LogFormat format = LogFormat::text;
+  std::mutex write_mutex;  // one batch written at a time, in order
   std::atomic<LogLevel> level{LogLevel::info};
 };
+
+// The most events waiting to be written; beyond it events are dropped and
+// counted (a trace must not grow the host's memory without bound).
+constexpr std::size_t kMaxQueued = 100000;
 
 // Never destroyed: events may be logged by threads that outlive main's
 // static destructors (a runtime left running by a host).
 Logger& logger() {
   static Logger* l = [] {
     auto* out = new Logger;
-    auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
-    out->writer = std::make_shared<spdlog::logger>("gilkeeper", std::move(sink));
+    out->writer = std::make_shared<spdlog::logger>("gilkeeper", std::make_shared<spdlog::sinks::stderr_sink_mt>());
     out->writer->set_pattern("%v");
     out->writer->set_level(spdlog::level::trace);
+    // Whatever is queued when the process exits is written first.
+    std::atexit([] { flush(); });
     return out;
   }();
   return *l;
+}
+
+// Writes one batch. PRECONDITION: write_mutex held, mutex not held.
+void write_batch(Logger& l, std::deque<LogEvent>& batch, std::uint64_t dropped) {
+  LogSink sink;
+  std::shared_ptr<spdlog::logger> writer;
+  LogFormat format;
+  {
+    std::lock_guard<std::mutex> g(l.mutex);
+    sink = l.sink;
+    writer = l.writer;
+    format = l.format;
+  }
+  if (dropped > 0) {
+    LogEvent e;
+    e.level = LogLevel::warn;
+    e.name = "log_dropped";
+    e.message = std::to_string(dropped) + " log events were dropped: more than "
+                + std::to_string(kMaxQueued) + " were waiting to be written";
+    e.with("dropped", dropped);
+    batch.push_front(std::move(e));
+  }
+  for (auto& e : batch) {
+    if (sink) {
+      sink(e);
+      continue;
+    }
+    writer->log(spdlog::level::info, "{}", format == LogFormat::json ? to_json(e) : to_text(e));
+  }
+  if (!sink)
+    writer->flush();
+}
+
+// The writer thread ("gk-log"): events are written off the threads that
+// log them (a trace on the interpreter's thread costs a queue push), in
+// batches a few milliseconds apart, alerts at once.
+void writer_loop(Logger& l) {
+  pthread_setname_np(pthread_self(), "gk-log");
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lk(l.mutex);
+      l.waiting = true;
+      l.cv.wait(lk, [&] { return !l.queue.empty(); });
+      l.waiting = false;
+      if (!l.urgent) {
+        // Let a burst gather into one batch.
+        l.cv.wait_for(lk, std::chrono::milliseconds(5), [&] { return l.urgent; });
+      }
+    }
+    std::lock_guard<std::mutex> w(l.write_mutex);
+    std::deque<LogEvent> batch;
+    std::uint64_t dropped = 0;
+    {
+      std::lock_guard<std::mutex> g(l.mutex);
+      batch.swap(l.queue);
+      dropped = std::exchange(l.dropped, 0);
+      l.urgent = false;
+    }
+    write_batch(l, batch, dropped);
+  }
 }
 
 std::string iso_time(std::chrono::system_clock::time_point t) {
@@ -195,7 +273,7 @@ void configure(const LogConfig& config) {
   writer->set_pattern("%v");
   writer->set_level(spdlog::level::trace);
   // Alerts are rare and wanted at once (a process may be killed next).
-  writer->flush_on(spdlog::level::trace);
+  flush();
   {
     std::lock_guard<std::mutex> g(l.mutex);
     l.writer = std::move(writer);
@@ -206,6 +284,7 @@ void configure(const LogConfig& config) {
 
 void set_sink(LogSink sink) {
   auto& l = logger();
+  flush();
   std::lock_guard<std::mutex> g(l.mutex);
   l.sink = std::move(sink);
 }
@@ -219,26 +298,42 @@ bool enabled(LogLevel level) noexcept {
   return level != LogLevel::off && current != LogLevel::off && level >= current;
 }
 
-void emit(const LogEvent& event) {
+void emit(LogEvent event) {
   if (!enabled(event.level))
     return;
   auto& l = logger();
-  LogSink sink;
-  std::shared_ptr<spdlog::logger> writer;
-  LogFormat format;
+  bool wake = false;
   {
     std::lock_guard<std::mutex> g(l.mutex);
-    sink = l.sink;
-    writer = l.writer;
-    format = l.format;
+    if (l.queue.size() >= kMaxQueued) {
+      ++l.dropped;
+      return;
+    }
+    if (event.level >= LogLevel::warn)
+      l.urgent = true;
+    l.queue.push_back(std::move(event));
+    if (!l.thread_started) {
+      l.thread_started = true;
+      std::thread([&l] { writer_loop(l); }).detach();
+    }
+    wake = l.waiting || l.urgent;
   }
-  if (sink) {
-    sink(event);
-    return;
+  if (wake)
+    l.cv.notify_one();
+}
+
+void flush() {
+  auto& l = logger();
+  std::lock_guard<std::mutex> w(l.write_mutex);
+  std::deque<LogEvent> batch;
+  std::uint64_t dropped = 0;
+  {
+    std::lock_guard<std::mutex> g(l.mutex);
+    batch.swap(l.queue);
+    dropped = std::exchange(l.dropped, 0);
   }
-  std::string line = format == LogFormat::json ? to_json(event) : to_text(event);
-  writer->log(spdlog::level::info, "{}", line);
-  writer->flush();
+  if (!batch.empty() || dropped > 0)
+    write_batch(l, batch, dropped);
 }
 
 } // namespace log

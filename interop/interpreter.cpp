@@ -8,6 +8,15 @@
 #include <atomic>
 #include <csignal>
 #include <mutex>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <thread>
+#include <unistd.h>
+
+// Exported by libpython (faulthandler's writer), declared only in its
+// internal headers: writes a thread's Python stack to a file descriptor;
+// async-signal-safe.
+extern "C" void _Py_DumpTraceback(int fd, PyThreadState* tstate);
 
 namespace {
 
@@ -19,7 +28,19 @@ void interrupt_front(int signo, siginfo_t* info, void* context) {
   // PyGILState_GetThisThreadState reads a thread-specific key: async-signal-
   // safe in practice, as _PyThreadState_UncheckedGet is an atomic load.
   PyThreadState* self = PyGILState_GetThisThreadState();
-  gk::detail::note_delivery(self != nullptr && _PyThreadState_UncheckedGet() == self);
+  bool gil_held = self != nullptr && _PyThreadState_UncheckedGet() == self;
+  if (gk::detail::sample_pending()) {
+    // A stack sample (Interpreter::sample_stack): this thread writes its own
+    // Python stack, as faulthandler does from its signal handlers (the
+    // function is async-signal-safe and reads the frames without the GIL).
+    // Python's handler runs too (below): the eval loop then also runs the
+    // sampler's pending call, which tells Python code from native code.
+    int fd = gk::detail::probe_fd();
+    if (fd >= 0 && self)
+      _Py_DumpTraceback(fd, self);
+    gk::detail::note_sample(gil_held);
+  }
+  gk::detail::note_delivery(gil_held);
   const auto& py = g_python_interrupt_action;
   if (py.sa_flags & SA_SIGINFO) {
     if (py.sa_sigaction)
@@ -119,6 +140,8 @@ struct Interpreter::Impl {
   std::string cached_target;
   detail::PyRef cached_callable;
   std::shared_ptr<detail::CapabilityPolicy> policy;
+  // The memory watch's code and state (memory_watch.cpp).
+  detail::PyRef memory_state;
 
   detail::RefContext refs() {
     return detail::RefContext{&table, &options.release_ref, &origin};
@@ -467,6 +490,22 @@ void Interpreter::interrupt(pthread_t owner, std::uint64_t seq, bool cancel) noe
   pthread_kill(owner, impl_->signo);
 }
 
+bool Interpreter::start_tracing_memory() {
+  return detail::start_tracemalloc();
+}
+
+std::vector<AllocationSite> Interpreter::top_allocations(int top) {
+  if (!impl_->memory_state)
+    impl_->memory_state = detail::PyRef::steal(PyDict_New());
+  return impl_->memory_state ? detail::top_allocations(impl_->memory_state.get(), top) : std::vector<AllocationSite>{};
+}
+
+LeakCheck Interpreter::check_leaks(int top) {
+  if (!impl_->memory_state)
+    impl_->memory_state = detail::PyRef::steal(PyDict_New());
+  return impl_->memory_state ? detail::check_leaks(impl_->memory_state.get(), top) : LeakCheck{};
+}
+
 NativeProbe Interpreter::probe_native(std::uint64_t seq, std::chrono::nanoseconds probe) noexcept {
   if (!detail::interrupt_aimed_at(seq))
     return NativeProbe::taken;
@@ -479,6 +518,93 @@ NativeProbe Interpreter::probe_native(std::uint64_t seq, std::chrono::nanosecond
   clock_gettime(CLOCK_MONOTONIC, &now);
   std::int64_t now_ns = static_cast<std::int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
   return now_ns - d.at >= probe.count() ? NativeProbe::stuck : NativeProbe::undelivered;
+}
+
+namespace {
+
+std::mutex g_sample_mutex;  // one sample at a time per process
+std::atomic<std::uint64_t> g_pending_probe{0};
+
+int probe_python_ran(void* arg) {
+  g_pending_probe.store(reinterpret_cast<std::uintptr_t>(arg), std::memory_order_release);
+  return 0;
+}
+
+// "  File "x.py", line 3 in f" -> "x.py:3 in f" kept as written: the first
+// frame line of a faulthandler dump (the innermost frame).
+std::string innermost_frame(const std::string& dump) {
+  auto at = dump.find("  File ");
+  if (at == std::string::npos)
+    return {};
+  auto end = dump.find('\n', at);
+  return dump.substr(at + 2, end == std::string::npos ? std::string::npos : end - at - 2);
+}
+
+} // namespace
+
+StackSample Interpreter::sample_stack(pthread_t owner, std::chrono::nanoseconds wait) const {
+  StackSample out;
+  if (impl_->signo == 0) {
+    out.note = "no interrupt signal ([runtime] interrupt_signal = \"none\"): the stack cannot be taken";
+    return out;
+  }
+  std::lock_guard<std::mutex> g(g_sample_mutex);
+  static int fd = [] {
+    int f = ::memfd_create("gk-stack", MFD_CLOEXEC);
+    detail::set_probe_fd(f);
+    return f;
+  }();
+  if (fd < 0) {
+    out.note = "cannot create the buffer for a stack sample";
+    return out;
+  }
+  if (::ftruncate(fd, 0) != 0 || ::lseek(fd, 0, SEEK_SET) != 0) {
+    out.note = "cannot reset the buffer for a stack sample";
+    return out;
+  }
+  // The pending call runs when Python code next checks the eval breaker,
+  // which Python's own handler of the signal sets (a pending call added from
+  // another thread does not set it by itself).
+  static std::atomic<std::uintptr_t> probes{0};
+  auto mark = ++probes;
+  bool probing = Py_AddPendingCall(&probe_python_ran, reinterpret_cast<void*>(mark)) == 0;
+  detail::set_sample_state(detail::SampleState::pending);
+  auto until = std::chrono::steady_clock::now() + wait;
+  pthread_kill(owner, impl_->signo);
+  while (detail::sample_state() != detail::SampleState::taken) {
+    if (std::chrono::steady_clock::now() >= until) {
+      detail::set_sample_state(detail::SampleState::idle);
+      out.note = "the interpreter's thread did not take the sample signal within "
+                 + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(wait).count()) + " ms";
+      return out;
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  detail::set_sample_state(detail::SampleState::idle);
+  out.taken = true;
+  out.gil_held = detail::sample_gil_held();
+  char buf[8192];
+  ssize_t n = 0;
+  off_t at = 0;
+  while ((n = ::pread(fd, buf, sizeof buf, at)) > 0 && out.stack.size() < (1u << 20)) {
+    out.stack.append(buf, static_cast<std::size_t>(n));
+    at += n;
+  }
+  out.where = innermost_frame(out.stack);
+  if (!out.gil_held) {
+    out.in_native = true;  // a blocking call that released the GIL
+  } else {
+    // Holding the GIL: Python code runs the pending call within
+    // microseconds; native code that holds the GIL does not.
+    if (probing) {
+      auto native_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(5);
+      while (g_pending_probe.load(std::memory_order_acquire) != mark
+             && std::chrono::steady_clock::now() < native_until)
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+      out.in_native = g_pending_probe.load(std::memory_order_acquire) != mark;
+    }
+  }
+  return out;
 }
 
 namespace {
@@ -531,6 +657,7 @@ ShutdownReport Interpreter::finalize(std::chrono::nanoseconds grace) {
   for (auto& [id, e] : impl.table.entries())
     report.leaked_refs.push_back(LeakedRef{id, e.type_name, e.origin});
   impl.table.clear();
+  impl.memory_state = detail::PyRef();
   if (!report.leaked_refs.empty())
     report.message = std::to_string(report.leaked_refs.size()) + " Ref(s) still alive at shutdown";
 

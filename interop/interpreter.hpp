@@ -68,6 +68,39 @@ enum class NativeProbe {
   stuck,        ///< native code holding the GIL, not taking it
 };
 
+/// The Python stack of the interpreter's thread, taken while it runs.
+struct StackSample {
+  /// False when it could not be taken (`note` says why).
+  bool taken = false;
+  /// Most recent call first, as faulthandler writes it:
+  /// `Stack (most recent call first):` then `  File "f.py", line 3 in g`.
+  std::string stack;
+  /// The innermost Python frame (`File "f.py", line 3 in g`).
+  std::string where;
+  /// The thread held the GIL when the signal arrived.
+  bool gil_held = false;
+  /// It runs native code: a blocking call that released the GIL, or code
+  /// that holds the GIL and does not let Python code run.
+  bool in_native = false;
+  std::string note;
+};
+
+/// One allocation site of Python's (tracemalloc, by line).
+struct AllocationSite {
+  std::string file;
+  int line = 0;
+  std::int64_t size = 0;   ///< bytes (or bytes grown, in a LeakCheck)
+  std::int64_t count = 0;  ///< blocks (or blocks grown)
+};
+
+/// One look of the leak check: Python's traced memory at the last three
+/// looks, and the sites that grew since the previous look, most first.
+struct LeakCheck {
+  bool tracing = false;  ///< false: tracemalloc is off
+  std::vector<std::int64_t> totals;
+  std::vector<AllocationSite> grown;
+};
+
 class Interpreter {
 public:
   /// Initialises Python on the calling thread and returns with the GIL
@@ -131,6 +164,21 @@ public:
   /// signals: Python code takes an interrupt within microseconds).
   /// Thread-safe.
   static NativeProbe probe_native(std::uint64_t seq, std::chrono::nanoseconds probe) noexcept;
+
+  /// Takes the Python stack of the owner thread without stopping it: the
+  /// interrupt signal, with no interrupt aimed (Python's handler then does
+  /// nothing), makes that thread write its own stack; a pending call that
+  /// the signal lets run tells Python code from native code. Waits at most `wait` for the signal (plus
+  /// 5 ms for the pending call). Any thread; one sample at a time.
+  StackSample sample_stack(pthread_t owner, std::chrono::nanoseconds wait) const;
+
+  /// Memory (`[debug.memory]`). PRECONDITION: owner thread, GIL held.
+  /// Starts tracemalloc (one frame per allocation: its line).
+  bool start_tracing_memory();
+  /// The `top` sites holding the most memory now (empty when not tracing).
+  std::vector<AllocationSite> top_allocations(int top);
+  /// Takes a snapshot and compares it with the previous one.
+  LeakCheck check_leaks(int top);
 
   /// The signal used for interrupts, or 0.
   int signal_number() const noexcept;

@@ -44,6 +44,25 @@ void note_delivery(bool gil_held) noexcept {
   g_delivered.store(gil_held ? at : -at, std::memory_order_release);
 }
 
+namespace {
+std::atomic<int> g_sample{0};
+std::atomic<int> g_probe_fd{-1};
+std::atomic<bool> g_sample_gil{false};
+}
+
+bool sample_pending() noexcept { return g_sample.load(std::memory_order_acquire) == static_cast<int>(SampleState::pending); }
+int probe_fd() noexcept { return g_probe_fd.load(std::memory_order_acquire); }
+void note_sample(bool gil_held) noexcept {
+  g_sample_gil.store(gil_held, std::memory_order_relaxed);
+  g_sample.store(static_cast<int>(SampleState::taken), std::memory_order_release);
+}
+
+// For Interpreter::sample_stack (interpreter.cpp).
+void set_probe_fd(int fd) noexcept { g_probe_fd.store(fd, std::memory_order_release); }
+void set_sample_state(SampleState s) noexcept { g_sample.store(static_cast<int>(s), std::memory_order_release); }
+SampleState sample_state() noexcept { return static_cast<SampleState>(g_sample.load(std::memory_order_acquire)); }
+bool sample_gil_held() noexcept { return g_sample_gil.load(std::memory_order_relaxed); }
+
 Delivery delivery() noexcept {
   std::int64_t v = g_delivered.load(std::memory_order_acquire);
   return Delivery{v < 0 ? -v : v, v > 0};

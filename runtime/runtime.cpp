@@ -1,9 +1,11 @@
 #include "gilkeeper/runtime/runtime.hpp"
+#include "gilkeeper/config/log.hpp"
 #include "runtime/detail/future_state.hpp"
 #include "runtime/detail/runtime_impl.hpp"
 
 #include "gilkeeper/actors/messages.hpp"
 
+#include <cstdlib>
 #include <caf/all.hpp>
 
 #include <mutex>
@@ -23,6 +25,18 @@ Expected<Ref> to_ref(Expected<Value> v) {
 } // namespace
 
 namespace {
+
+// The environment switches applied, and the process's logger set when the
+// config or the environment says how (docs/observability.md); otherwise the
+// logger stays as the host set it.
+Config observed(Config config) {
+  apply_environment(config);
+  if (config.log.configured)
+    log::configure(config.log);
+  else if (std::getenv("GILKEEPER_LOG_LEVEL") || std::getenv("GILKEEPER_TRACE"))
+    log::set_level(config.log.level);
+  return config;
+}
 
 std::shared_ptr<PyRuntime> start_core(const Config& config) {
   auto ex = config.runtime.isolation == Isolation::process ? start_process_executor(config)
@@ -77,7 +91,7 @@ void configure_actor_system(caf::actor_system_config& config) {
 
 Runtime::Runtime(Config config) : impl_(std::make_unique<Impl>()) {
   auto& impl = *impl_;
-  impl.config = std::move(config);
+  impl.config = observed(std::move(config));
   impl.caf_config = std::make_unique<caf::actor_system_config>();
   impl.caf_config->set("scheduler.max-threads", static_cast<std::size_t>(impl.config.runtime.scheduler_threads));
   configure_actor_system(*impl.caf_config);
@@ -89,7 +103,7 @@ Runtime::Runtime(Config config) : impl_(std::make_unique<Impl>()) {
 
 Runtime::Runtime(Config config, caf::actor_system& system) : impl_(std::make_unique<Impl>()) {
   auto& impl = *impl_;
-  impl.config = std::move(config);
+  impl.config = observed(std::move(config));
   impl.core = start_core(impl.config);
   impl.system = &system;
   impl.front = spawn_py_runtime(system, impl.core);
@@ -193,6 +207,7 @@ ShutdownReport Runtime::shutdown() {
   std::call_once(impl.shutdown_once, [&] {
     impl.stopped.store(true, std::memory_order_release);
     impl.report = impl.core->shutdown(impl.config.runtime.shutdown_grace);
+    log::flush();
     // Every reply is in: run the continuations still queued.
     impl.callbacks->stop();
     {

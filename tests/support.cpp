@@ -1,4 +1,5 @@
 #include "support.hpp"
+#include "support_log.hpp"
 
 #include <array>
 #include <cstdio>
@@ -60,6 +61,19 @@ std::string temp_dir() {
   char tmpl[] = "/tmp/gk-test-XXXXXX";
   char* d = mkdtemp(tmpl);
   return d ? std::string(d) : std::string("/tmp");
+}
+
+} // namespace gk::test
+
+namespace gk::test {
+
+int line_of(const std::string& file, const std::string& text) {
+  std::ifstream in(file);
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n)
+    if (line.find(text) != std::string::npos)
+      return n;
+  return 0;
 }
 
 } // namespace gk::test

@@ -3,6 +3,7 @@
 // children send back (replies, the Refs in them, recycling after a reply).
 
 #include "actors/detail/process_executor.hpp"
+#include "gilkeeper/config/log.hpp"
 #include "actors/wire.hpp"
 #include "actors/worker.hpp"
 
@@ -311,6 +312,13 @@ bool ProcessExecutor::service(Child& c) {
       on_reply(c, f->id, std::move(*f->reply));
     } else if (f->kind == wire::FrameKind::stuck) {
       stuck_in_native(c, f->id);
+    } else if (f->kind == wire::FrameKind::event && f->event) {
+      // An alert or a trace of the worker's: the host's log says which
+      // worker (the worker names itself; a malformed event is still logged).
+      LogEvent& e = *f->event;
+      if (!e.field("worker_pid"))
+        e.with("worker_pid", static_cast<std::int64_t>(c.pid));
+      log::emit(std::move(e));
     }
   }
   return alive && !c.reader.corrupt();

@@ -40,4 +40,18 @@ struct Delivery {
 };
 Delivery delivery() noexcept;
 
+/// A stack sample asked of the interpreter's thread (Interpreter::
+/// sample_stack): the front handler, when one is pending, writes that
+/// thread's Python stack to `probe_fd()` and marks it taken; Python's own
+/// handler then runs as for any delivery (it interrupts nothing unless an
+/// interrupt is aimed). Async-signal-safe.
+enum class SampleState : int { idle = 0, pending = 1, taken = 2 };
+bool sample_pending() noexcept;
+int probe_fd() noexcept;
+void note_sample(bool gil_held) noexcept;
+void set_probe_fd(int fd) noexcept;
+void set_sample_state(SampleState s) noexcept;
+SampleState sample_state() noexcept;
+bool sample_gil_held() noexcept;
+
 } // namespace gk::detail

@@ -9,6 +9,7 @@
 #include "gilkeeper/interop/error.hpp"
 #include "gilkeeper/interop/expected.hpp"
 #include "gilkeeper/interop/value.hpp"
+#include "interop/interpreter.hpp"
 
 #include <cstdint>
 #include <functional>
@@ -102,6 +103,12 @@ std::string type_name(PyObject* o);
 /// Turns the current Python exception into an Error (clears it).
 /// PRECONDITION: PyErr_Occurred().
 Error fetch_python_error();
+
+/// The memory watch (memory_watch.cpp). PRECONDITION: GIL held; `state` a
+/// dict the caller keeps for the interpreter's life.
+bool start_tracemalloc();
+std::vector<AllocationSite> top_allocations(PyObject* state, int top);
+LeakCheck check_leaks(PyObject* state, int top);
 
 /// Drops cached Python objects. PRECONDITION: GIL held, before finalizing.
 void reset_caches();

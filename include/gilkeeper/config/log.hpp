@@ -54,9 +54,9 @@ struct LogEvent {
   LogEvent& with(std::string key, bool value);
 };
 
-/// Receives every event at or above the level. Called on the thread that
-/// logs (often a runtime's watchdog or supervisor): it must not block long
-/// and must not call into a runtime.
+/// Receives every event at or above the level. Called on the logger's own
+/// thread (or the one calling `flush`), one event at a time, in order: it
+/// must not block long and must not call into a runtime.
 using LogSink = std::function<void(const LogEvent&)>;
 
 namespace log {
@@ -75,8 +75,16 @@ LogLevel level() noexcept;
 /// Whether an event at `level` would be written (cheap: one atomic load).
 bool enabled(LogLevel level) noexcept;
 
-/// Writes one event (dropped below the level).
-void emit(const LogEvent& event);
+/// Queues one event (dropped below the level) for the logger's own thread
+/// (`gk-log`), which writes events in batches a few milliseconds apart and
+/// alerts (warn and above) at once: logging costs the calling thread a
+/// queue push. Past 100,000 waiting events, events are dropped and a
+/// `log_dropped` event says how many.
+void emit(LogEvent event);
+
+/// Writes every queued event now, on the calling thread (also done at
+/// exit). Called by `Runtime::shutdown` and the CLI at the end of a run.
+void flush();
 
 /// The text form: `2026-12-07T10:00:00.123Z WARN slow_call: <message>
 /// key=value ...`; multi-line fields (stacks) follow on their own lines,

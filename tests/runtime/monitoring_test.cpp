@@ -1,0 +1,159 @@
+// Monitoring: slow calls are logged with their stack while they run, the
+// interpreter hold timeout, and the traces (docs/observability.md).
+#include "../support.hpp"
+#include "../support_log.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <thread>
+
+using namespace gk;
+using namespace std::chrono_literals;
+
+using test::within;
+
+namespace {
+
+const std::string kTestMod = std::string(GK_TEST_PYTHON_DIR) + "/gk_testmod.py";
+
+// Starts `target(args)` and waits for its slow_call event.
+struct SlowCall {
+  std::optional<test::EventLog::Entry> event;
+  double after_ms = 0;  // from the call's start to the event
+};
+
+SlowCall watch_slow(test::EventLog& events, Runtime& rt, const std::string& target, List args) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto future = rt.call_async(target, std::move(args), {}, within(3000ms));
+  SlowCall out;
+  out.event = events.wait_for("slow_call", 5000ms, [&](const LogEvent& e) { return e.text("target") == target; });
+  if (out.event)
+    out.after_ms = std::chrono::duration<double, std::milli>(out.event->at - t0).count();
+  future.cancel();
+  (void)future.get();
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("a slow call's stack is logged while it runs, naming the line that sleeps", "[monitoring][slow]") {
+  test::EventLog events;
+  Runtime rt(test::test_config("[monitoring]\nslow_call = \"200ms\"\n"));
+  REQUIRE(rt.call("gk_testmod:add", {1, 2})->as_int() == 3);  // warm
+  auto slow = watch_slow(events, rt, "gk_testmod:sleep_for", {2.0});
+  REQUIRE(slow.event);
+  auto& e = slow.event->event;
+  CAPTURE(log::to_text(e));
+  CHECK(slow.after_ms >= 200);
+  CHECK(slow.after_ms < 300);
+  CHECK(e.level == LogLevel::warn);
+  CHECK(e.text("label") == "call gk_testmod:sleep_for");
+  int line = test::line_of(kTestMod, "    time.sleep(seconds)");
+  REQUIRE(line > 0);
+  CHECK(e.text("stack").find("gk_testmod.py\", line " + std::to_string(line) + " in sleep_for") != std::string::npos);
+  CHECK(e.text("where").find("in sleep_for") != std::string::npos);
+  // time.sleep releases the GIL: a blocking call in native code.
+  CHECK(e.text("in_native") == "true");
+  CHECK(e.text("gil_held") == "false");
+  CHECK(e.message.find("native code") != std::string::npos);
+  CHECK(e.text("threshold_ms") == "200");
+}
+
+TEST_CASE("a slow Python loop is reported as Python code, a C loop as native code holding the GIL",
+          "[monitoring][slow]") {
+  test::EventLog events;
+  Runtime rt(test::test_config("[monitoring]\nslow_call = \"100ms\"\n"));
+  auto python = watch_slow(events, rt, "gk_testmod:busy_loop", {});
+  REQUIRE(python.event);
+  CAPTURE(log::to_text(python.event->event));
+  CHECK(python.event->event.text("in_native") == "false");
+  CHECK(python.event->event.text("where").find("in busy_loop") != std::string::npos);
+
+  auto native = watch_slow(events, rt, "gk_testmod:spin_native", {1.0});
+  REQUIRE(native.event);
+  CAPTURE(log::to_text(native.event->event));
+  CHECK(native.event->event.text("in_native") == "true");
+  CHECK(native.event->event.text("gil_held") == "true");
+  // The last Python frame is the one that called into C.
+  CHECK(native.event->event.text("where").find("in spin_native") != std::string::npos);
+  CHECK(native.event->event.message.find("native code holding the GIL") != std::string::npos);
+}
+
+TEST_CASE("a slow pbkdf2 (OpenSSL, the GIL released) is logged with the line that called it", "[monitoring][slow]") {
+  test::EventLog events;
+  Runtime rt(test::test_config("[monitoring]\nslow_call = \"150ms\"\n"));
+  REQUIRE(rt.exec("import hashlib\n"
+                  "def kdf(n):\n"
+                  "    return hashlib.pbkdf2_hmac('sha256', b'pw', b'salt', n).hex()\n")
+              .has_value());
+  auto t0 = std::chrono::steady_clock::now();
+  auto future = rt.eval_async("kdf(3_000_000)", RequestOptions::with_deadline(Deadline::after(10s)));
+  auto slow = events.wait_for("slow_call", 5000ms);
+  REQUIRE(slow);
+  CAPTURE(log::to_text(slow->event));
+  CHECK(std::chrono::duration<double, std::milli>(slow->at - t0).count() < 400);
+  CHECK(slow->event.text("in_native") == "true");
+  CHECK(slow->event.text("where").find("line 3 in kdf") != std::string::npos);
+  future.cancel();
+  (void)future.get();
+}
+
+TEST_CASE("a fast call is never reported, and slow_call = \"none\" switches the alert off", "[monitoring][slow]") {
+  test::EventLog events;
+  {
+    Runtime rt(test::test_config("[monitoring]\nslow_call = \"500ms\"\n"));
+    for (int i = 0; i < 100; ++i)
+      REQUIRE(rt.call("gk_testmod:add", {i, 1})->as_int() == i + 1);
+  }
+  {
+    Runtime rt(test::test_config("[monitoring]\nslow_call = \"none\"\n"));
+    REQUIRE(rt.call("gk_testmod:sleep_for", {0.3})->as_double() == 0.3);
+  }
+  log::flush();
+  CHECK(events.named("slow_call").empty());
+}
+
+TEST_CASE("slow_call thresholds by message type and by target", "[monitoring][slow]") {
+  test::EventLog events;
+  Runtime rt(test::test_config("[monitoring.slow_call]\ndefault = \"5s\"\neval = \"100ms\"\n"
+                               "[monitoring.slow_call.targets]\n\"gk_testmod:sleep_for\" = \"100ms\"\n"));
+  REQUIRE(rt.call("gk_testmod:sleep_for", {0.3}).has_value());
+  REQUIRE(rt.eval("__import__('time').sleep(0.3)").has_value());
+  REQUIRE(rt.call("gk_testmod:sleep_then_record", {0.3, "x"}).has_value());
+  log::flush();
+  auto slow = events.named("slow_call");
+  std::vector<std::string> labels;
+  for (auto& s : slow)
+    labels.push_back(s.event.text("label"));
+  CHECK(labels == std::vector<std::string>{"call gk_testmod:sleep_for", "eval"});
+}
+
+TEST_CASE("debug.gil.timeout alerts when one request holds the interpreter too long", "[monitoring][gil]") {
+  test::EventLog events;
+  Runtime rt(test::test_config("[monitoring]\nslow_call = \"none\"\n[debug.gil]\ntimeout = \"100ms\"\n"));
+  REQUIRE(rt.call("gk_testmod:spin_native", {0.4}).has_value());
+  log::flush();
+  auto alerts = events.named("gil_timeout");
+  REQUIRE(alerts.size() == 1);
+  CAPTURE(log::to_text(alerts[0].event));
+  CHECK(alerts[0].event.text("label") == "call gk_testmod:spin_native");
+  CHECK(alerts[0].event.text("gil_held") == "true");
+  CHECK(alerts[0].event.text("threshold_ms") == "100");
+}
+
+TEST_CASE("debug.gil.trace and debug.trace_calls write one event per request taking and leaving", "[monitoring][trace]") {
+  test::EventLog events(LogLevel::debug);
+  Runtime rt(test::test_config("[debug]\ntrace_calls = true\n[debug.gil]\ntrace = true\n"));
+  REQUIRE(rt.call("gk_testmod:add", {1, 2})->as_int() == 3);
+  REQUIRE_FALSE(rt.call("gk_testmod:raise_value_error", {"no"}).has_value());
+  log::flush();
+  CHECK(events.named("gil_take").size() == 2);
+  auto leaves = events.named("gil_leave");
+  REQUIRE(leaves.size() == 2);
+  CHECK(leaves[0].event.text("label") == "call gk_testmod:add");
+  auto calls = events.named("call_trace");
+  REQUIRE(calls.size() == 2);
+  CHECK(calls[0].event.text("outcome") == "ok");
+  CHECK(calls[1].event.text("outcome") == "python_exception");
+  CHECK(calls[1].event.text("target") == "gk_testmod:raise_value_error");
+}
