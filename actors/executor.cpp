@@ -501,7 +501,12 @@ private:
     bool above = false;
     std::unique_lock<std::mutex> lk(mon_mutex_);
     while (!mon_stop_) {
-      mon_cv_.wait_until(lk, std::min(next_rss, next_leak), [&] { return mon_stop_; });
+      auto wake_at = std::min(next_rss, next_leak);
+      auto woken = [&] { return mon_stop_ || (next_leak == never && leak_done_); };
+      if (wake_at == never)
+        mon_cv_.wait(lk, woken);
+      else
+        mon_cv_.wait_until(lk, wake_at, woken);
       if (mon_stop_)
         break;
       auto now = clock::now();
@@ -527,8 +532,14 @@ private:
         }
       }
       if (now >= next_leak) {
-        next_leak = now + config_.debug.memory.check_interval;
+        // The next check is an interval after this one ends (leak_checked),
+        // so that checks never crowd out requests.
+        next_leak = never;
         leak_check = true;
+      }
+      if (next_leak == never && leaks && leak_done_) {
+        next_leak = *leak_done_ + config_.debug.memory.check_interval;
+        leak_done_.reset();
       }
       if (sites || leak_check) {
         {
@@ -600,6 +611,11 @@ private:
         add_process(e);
         log::emit(std::move(e));
       }
+      {
+        std::lock_guard<std::mutex> g(mon_mutex_);
+        leak_done_ = clock::now();
+      }
+      mon_cv_.notify_one();
     }
   }
 
@@ -971,6 +987,8 @@ private:
   std::mutex mon_mutex_;
   std::condition_variable mon_cv_;
   bool mon_stop_ = false;
+  // When the interpreter's thread finished the last leak check (mon_mutex_).
+  std::optional<clock::time_point> leak_done_;
   bool stopping_ = false;
   std::atomic<bool> stopping_flag_{false};  // stopping_, readable without the lock
   std::atomic<bool> stopped_{false};

@@ -11,44 +11,50 @@ namespace {
 
 // The state (the last snapshot, the totals seen) lives in the dict the
 // code runs in, which the interpreter owns.
+// Cheap at each look (the traced total is one C call); the snapshots, whose
+// grouping by line walks every trace in Python, are taken only while the
+// total grows: the first growth takes a baseline, the second compares.
 const char* kCode =
     "import tracemalloc as _tm\n"
-    "_filters = None\n"
-    "def _gk_filters():\n"
-    "    global _filters\n"
-    "    if _filters is None:\n"
-    "        _filters = (_tm.Filter(False, _tm.__file__), _tm.Filter(False, '<unknown>'),\n"
-    "                    _tm.Filter(False, '<frozen importlib._bootstrap>'),\n"
-    "                    _tm.Filter(False, '<frozen importlib._bootstrap_external>'))\n"
-    "    return _filters\n"
+    "_skip = None\n"
+    "def _gk_skip(name):\n"
+    "    global _skip\n"
+    "    if _skip is None:\n"
+    "        _skip = (_tm.__file__, '<unknown>', '<gilkeeper memory watch>',\n"
+    "                 '<frozen importlib._bootstrap>', '<frozen importlib._bootstrap_external>')\n"
+    "    return name in _skip\n"
     "def _gk_sites(stats, top, diff):\n"
     "    out = []\n"
     "    for s in stats:\n"
     "        if len(out) >= top:\n"
     "            break\n"
+    "        f = s.traceback[0]\n"
+    "        if _gk_skip(f.filename):\n"
+    "            continue\n"
     "        size = s.size_diff if diff else s.size\n"
     "        if diff and size <= 0:\n"
     "            continue\n"
-    "        f = s.traceback[0]\n"
     "        out.append([f.filename, f.lineno, size, s.count_diff if diff else s.count])\n"
     "    return out\n"
     "def _gk_top(top):\n"
     "    if not _tm.is_tracing():\n"
     "        return []\n"
-    "    snap = _tm.take_snapshot().filter_traces(_gk_filters())\n"
-    "    return _gk_sites(snap.statistics('lineno'), top, False)\n"
-    "_prev = None\n"
+    "    return _gk_sites(_tm.take_snapshot().statistics('lineno'), top, False)\n"
+    "_base = None\n"
     "_totals = []\n"
     "def _gk_leaks(top):\n"
-    "    global _prev\n"
+    "    global _base\n"
     "    if not _tm.is_tracing():\n"
     "        return None\n"
-    "    snap = _tm.take_snapshot().filter_traces(_gk_filters())\n"
-    "    total = sum(t.size for t in snap.traces)\n"
-    "    _totals.append(total)\n"
+    "    _totals.append(_tm.get_traced_memory()[0])\n"
     "    del _totals[:-3]\n"
-    "    prev, _prev = _prev, snap\n"
-    "    sites = _gk_sites(snap.compare_to(prev, 'lineno'), top, True) if prev is not None else []\n"
+    "    growing = len(_totals) >= 2 and _totals[-1] > _totals[-2]\n"
+    "    if not growing:\n"
+    "        _base = None\n"
+    "        return [list(_totals), []]\n"
+    "    snap = _tm.take_snapshot()\n"
+    "    base, _base = _base, snap\n"
+    "    sites = _gk_sites(snap.compare_to(base, 'lineno'), top, True) if base is not None else []\n"
     "    return [list(_totals), sites]\n";
 
 std::vector<AllocationSite> sites_of(PyObject* list) {
@@ -73,7 +79,8 @@ std::vector<AllocationSite> sites_of(PyObject* list) {
 PyObject* function(PyObject* state, const char* name) {
   if (!PyDict_GetItemString(state, "_gk_top")) {
     PyDict_SetItemString(state, "__builtins__", PyEval_GetBuiltins());
-    PyRef r = PyRef::steal(PyRun_String(kCode, Py_file_input, state, state));
+    PyRef code = PyRef::steal(Py_CompileString(kCode, "<gilkeeper memory watch>", Py_file_input));
+    PyRef r = code ? PyRef::steal(PyEval_EvalCode(code.get(), state, state)) : PyRef();
     if (!r) {
       PyErr_Clear();
       return nullptr;

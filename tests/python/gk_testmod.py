@@ -335,3 +335,14 @@ def pid_then_sleep(path, seconds):
     os.rename(path + ".tmp", path)
     time.sleep(seconds)
     return seconds
+
+
+# -- memory ------------------------------------------------------------------
+
+_hoard = []
+
+
+def leak_mb():
+    """Keeps one more MiB each call (a leak)."""
+    _hoard.append(bytearray(1 << 20))
+    return len(_hoard)

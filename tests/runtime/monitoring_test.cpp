@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <thread>
+#include <unistd.h>
 
 using namespace gk;
 using namespace std::chrono_literals;
@@ -156,4 +157,98 @@ TEST_CASE("debug.gil.trace and debug.trace_calls write one event per request tak
   CHECK(calls[0].event.text("outcome") == "ok");
   CHECK(calls[1].event.text("outcome") == "python_exception");
   CHECK(calls[1].event.text("target") == "gk_testmod:raise_value_error");
+}
+
+TEST_CASE("a slow call in a worker process is logged with its stack and the worker's pid", "[monitoring][slow][process]") {
+  test::EventLog events;
+  Runtime rt(test::process_config("[monitoring]\nslow_call = \"200ms\"\n"));
+  auto slow = watch_slow(events, rt, "gk_testmod:sleep_for", {2.0});
+  REQUIRE(slow.event);
+  auto& e = slow.event->event;
+  CAPTURE(log::to_text(e));
+  CHECK(slow.after_ms < 300);
+  CHECK(e.text("where").find("in sleep_for") != std::string::npos);
+  CHECK(e.text("in_native") == "true");
+  CHECK(e.text("worker_pid") != "");
+  CHECK(e.text("worker_pid") != std::to_string(::getpid()));
+  // A C loop holding the GIL in a worker.
+  auto native = watch_slow(events, rt, "gk_testmod:spin_native", {1.0});
+  REQUIRE(native.event);
+  CHECK(native.event->event.text("gil_held") == "true");
+  CHECK(native.event->event.text("in_native") == "true");
+}
+
+TEST_CASE("detect_leaks names the allocating line of a function that leaks 1 MiB per call", "[monitoring][memory]") {
+  test::EventLog events;
+  Runtime rt(test::test_config("[debug.memory]\ndetect_leaks = true\ncheck_interval = \"200ms\"\n"));
+  int line = test::line_of(kTestMod, "_hoard.append(bytearray(1 << 20))");
+  REQUIRE(line > 0);
+  auto t0 = std::chrono::steady_clock::now();
+  std::optional<test::EventLog::Entry> leak;
+  while (!leak && test::ms_since(t0) < 5000) {
+    REQUIRE(rt.call("gk_testmod:leak_mb").has_value());
+    std::this_thread::sleep_for(20ms);
+    leak = events.wait_for("leak_suspected", 0ms);
+  }
+  REQUIRE(leak);
+  CAPTURE(log::to_text(leak->event));
+  // Within three check intervals of the first call.
+  CHECK(std::chrono::duration<double, std::milli>(leak->at - t0).count() < 3 * 200 + 150);
+  CHECK(leak->event.text("top_site") == kTestMod + ":" + std::to_string(line));
+  CHECK(leak->event.text("memory_grows") == "true");
+}
+
+TEST_CASE("detect_leaks in a worker process reports through the host's log", "[monitoring][memory][process]") {
+  test::EventLog events;
+  Runtime rt(test::process_config("[debug.memory]\ndetect_leaks = true\ncheck_interval = \"200ms\"\n"));
+  auto t0 = std::chrono::steady_clock::now();
+  std::optional<test::EventLog::Entry> leak;
+  while (!leak && test::ms_since(t0) < 5000) {
+    REQUIRE(rt.call("gk_testmod:leak_mb").has_value());
+    std::this_thread::sleep_for(20ms);
+    leak = events.wait_for("leak_suspected", 0ms);
+  }
+  REQUIRE(leak);
+  CHECK(leak->event.text("top_site").find("gk_testmod.py:") != std::string::npos);
+  CHECK(leak->event.text("worker_pid") != "");
+}
+
+TEST_CASE("a steady workload is not reported as a leak", "[monitoring][memory]") {
+  test::EventLog events;
+  Runtime rt(test::test_config("[debug.memory]\ndetect_leaks = true\ncheck_interval = \"100ms\"\n"));
+  auto t0 = std::chrono::steady_clock::now();
+  while (test::ms_since(t0) < 800) {
+    auto r = rt.call("gk_testmod:alloc_temporarily", {2});
+    CAPTURE(r ? std::string() : r.error().to_string());
+    REQUIRE(r.has_value());
+  }
+  log::flush();
+  CHECK(events.named("leak_suspected").empty());
+}
+
+TEST_CASE("memory_threshold alerts once per crossing, with the top allocation sites when tracked", "[monitoring][memory]") {
+  test::EventLog events;
+  // This process's RSS now, with the interpreter started.
+  std::uint64_t rss_now = 0;
+  {
+    Runtime probe(test::test_config());
+    rss_now = probe.stats().rss_bytes;
+  }
+  Runtime rt(test::test_config("[monitoring]\nmemory_threshold = \"" + std::to_string((rss_now >> 20) + 150)
+                               + "MiB\"\ninterval = \"50ms\"\n[debug.memory]\ntrack = true\n"));
+  REQUIRE(rt.call("gk_testmod:leak_mb").has_value());
+  log::flush();
+  CHECK(events.named("memory_threshold").empty());
+  // Hold 300 MiB: above the threshold.
+  for (int i = 0; i < 300; ++i)
+    REQUIRE(rt.call("gk_testmod:leak_mb").has_value());
+  auto alert = events.wait_for("memory_threshold", 3000ms);
+  REQUIRE(alert);
+  CAPTURE(log::to_text(alert->event));
+  CHECK(alert->event.level == LogLevel::warn);
+  auto sites = events.wait_for("memory_sites", 3000ms);
+  REQUIRE(sites);
+  CHECK(sites->event.text("top_site").find("gk_testmod.py:") != std::string::npos);
+  std::this_thread::sleep_for(300ms);
+  CHECK(events.named("memory_threshold").size() == 1);
 }
