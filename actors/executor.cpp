@@ -172,6 +172,76 @@ public:
     return s;
   }
 
+  std::string dump(std::chrono::milliseconds wait) override {
+    auto now = clock::now();
+    auto ms = [](clock::duration d) {
+      return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
+    };
+    std::string out = "interpreter (" + std::string(options_.host_owned_refs ? "worker process " + std::to_string(::getpid())
+                                                                            : std::string("thread isolation"))
+                      + ", Python " + Interpreter::python_version() + ")\n";
+    std::uint64_t seq = 0;
+    std::string label;
+    clock::time_point started{};
+    Deadline deadline;
+    bool wedged = false;
+    {
+      std::lock_guard<std::mutex> g(wd_mutex_);
+      seq = wd_seq_;
+      label = wd_label_;
+      started = wd_started_;
+      deadline = wd_deadline_;
+      wedged = wd_wedged_;
+    }
+    if (seq == 0) {
+      out += "  running: nothing\n";
+    } else {
+      out += "  running: " + label + " for " + ms(now - started)
+             + (deadline.is_finite() ? ", deadline " + (deadline.expired(now) ? "passed " + ms(now - deadline.when()) + " ago"
+                                                                               : "in " + ms(deadline.when() - now))
+                                     : std::string(", no deadline"))
+             + (wedged ? " (wedged: stuck past its grace period)" : "") + "\n";
+      auto sample = interp_ ? interp_->sample_stack(native_, wait) : StackSample{};
+      bool same = false;
+      {
+        std::lock_guard<std::mutex> g(wd_mutex_);
+        same = wd_seq_ == seq;
+      }
+      if (!sample.taken)
+        out += "  stack: not taken (" + sample.note + ")\n";
+      else if (!same)
+        out += "  stack: not shown (the request ended while it was taken)\n";
+      else {
+        out += std::string("  in ") + (sample.in_native ? sample.gil_held ? "native code holding the GIL"
+                                                                          : "native code, the GIL released (a blocking call)"
+                                                        : "Python code")
+               + "\n";
+        std::size_t at = 0;
+        while (at < sample.stack.size()) {
+          auto nl = sample.stack.find('\n', at);
+          out += "    " + sample.stack.substr(at, nl == std::string::npos ? std::string::npos : nl - at) + "\n";
+          if (nl == std::string::npos)
+            break;
+          at = nl + 1;
+        }
+      }
+    }
+    std::lock_guard<std::mutex> lk(mutex_);
+    out += "  queued: " + std::to_string(queue_.size()) + (queue_.empty() ? "\n" : ", oldest first:\n");
+    std::size_t shown = 0;
+    for (auto& j : queue_) {
+      if (++shown > kDumpQueued) {
+        out += "    ... and " + std::to_string(queue_.size() - kDumpQueued) + " more\n";
+        break;
+      }
+      out += "    " + j.label + ": queued " + ms(now - j.enqueued)
+             + (j.deadline.is_finite() ? j.deadline.expired(now) ? ", deadline passed (answered)" : ", deadline in " + ms(j.deadline.when() - now)
+                                       : std::string())
+             + "\n";
+    }
+    return out;
+  }
+
   bool pull_from(std::function<bool()> fetch) override {
     {
       std::lock_guard<std::mutex> lk(mutex_);
@@ -972,6 +1042,8 @@ private:
   std::deque<Job> queue_;
   // The queue length at which drop_answered() looks again.
   static constexpr std::size_t kDropAnsweredMin = 1024;
+  // The most queued requests a dump lists.
+  static constexpr std::size_t kDumpQueued = 50;
   static constexpr auto kDropAnsweredPeriod = std::chrono::milliseconds(10);
   std::size_t drop_answered_at_ = kDropAnsweredMin;
   clock::time_point next_full_sweep_{};

@@ -158,6 +158,11 @@ public:
   virtual void submit(Job job, SubmitKey) = 0;
   /// Counters and timings; answers even while a call is stuck.
   virtual Stats stats() const = 0;
+  /// What the interpreter(s) are doing now, as text (Runtime::dump): the
+  /// running request with its Python stack, what is queued, and (process
+  /// isolation) each worker process's state. Waits at most about `wait` for
+  /// the stacks. Any thread; never stops a request.
+  virtual std::string dump(std::chrono::milliseconds wait) = 0;
   /// Capability denials so far (cheap; `stats()` has it too).
   virtual std::uint64_t capability_denials() const = 0;
   /// From now on, whenever its queue is empty, the interpreter's own thread

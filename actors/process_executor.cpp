@@ -6,6 +6,7 @@
 // reaped by this thread whatever way it ends.
 
 #include "actors/detail/process_executor.hpp"
+#include "actors/worker.hpp"
 #include "actors/wire.hpp"
 #include "interop/interpreter.hpp"
 
@@ -344,6 +345,99 @@ void ProcessExecutor::replenish() {
   }
 }
 
+std::string ProcessExecutor::dump(std::chrono::milliseconds wait) {
+  std::shared_ptr<DumpAsk> ask;
+  {
+    std::lock_guard<std::mutex> lk(mutex_);
+    if (!dump_ask_)
+      dump_ask_ = std::make_shared<DumpAsk>();
+    ask = dump_ask_;
+  }
+  wake();
+  std::unique_lock<std::mutex> lk(mutex_);
+  auto until = clock::now() + wait;
+  dump_cv_.wait_until(lk, until, [&] { return ask->host_done && ask->answers.size() >= ask->asked.size(); });
+  if (dump_ask_ == ask)
+    dump_ask_.reset();
+  if (!ask->host_done)
+    return "process isolation: the supervisor did not answer within "
+           + std::to_string(wait.count()) + " ms\n";
+  std::string out = ask->host;
+  for (int pid : ask->asked) {
+    auto it = ask->answers.find(pid);
+    out += it != ask->answers.end() ? it->second
+                                    : "interpreter (worker process " + std::to_string(pid) + "): no answer within "
+                                          + std::to_string(wait.count()) + " ms (stopped, or stuck before it could)\n";
+  }
+  return out;
+}
+
+// The supervisor's part of a dump: every worker process, what is queued,
+// and a request for the stack of each worker running a request.
+void ProcessExecutor::serve_dump() {
+  std::shared_ptr<DumpAsk> ask;
+  {
+    std::lock_guard<std::mutex> lk(mutex_);
+    if (!dump_ask_ || dump_ask_->host_done)
+      return;
+    ask = dump_ask_;
+  }
+  auto now = clock::now();
+  auto ms = [](clock::duration d) {
+    return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
+  };
+  auto state_name = [](Child::State s) {
+    switch (s) {
+      case Child::State::starting: return "starting";
+      case Child::State::ready: return "idle";
+      case Child::State::busy: return "busy";
+      case Child::State::retiring: return "retiring";
+      case Child::State::stopped: return "stopped (SIGSTOP: stuck in native code, to be killed)";
+      case Child::State::dying: return "dying (killed, being reaped)";
+    }
+    return "?";
+  };
+  std::string out = "supervisor (process isolation, " + std::to_string(workers_) + " worker(s)"
+                    + (config_.runtime.spare ? " and a warm spare" : "") + ")\n";
+  std::vector<int> asked;
+  for (auto& c : children_) {
+    out += "  worker " + std::to_string(c.pid) + ": " + state_name(c.state) + ", " + std::to_string(c.calls)
+           + " calls served, up " + ms(now - c.started);
+    if (c.state == Child::State::busy && c.job) {
+      out += "; running " + c.job->label + " for " + ms(now - c.sent)
+             + (c.deadline.is_finite() ? c.deadline.expired(now) ? ", deadline passed " + ms(now - c.deadline.when()) + " ago"
+                                                                 : ", deadline in " + ms(c.deadline.when() - now)
+                                       : std::string());
+      if (c.pid > 0) {
+        sigval v{};
+        v.sival_ptr = reinterpret_cast<void*>(static_cast<std::uintptr_t>(kWorkerDumpRequest));
+        if (::sigqueue(c.pid, worker_cancel_signal(), v) == 0)
+          asked.push_back(c.pid);
+      }
+    }
+    out += "\n";
+  }
+  {
+    std::lock_guard<std::mutex> lk(mutex_);
+    out += "  queued: " + std::to_string(queue_.size()) + (queue_.empty() ? "\n" : ", oldest first:\n");
+    std::size_t shown = 0;
+    for (auto& j : queue_) {
+      if (++shown > 50) {
+        out += "    ... and " + std::to_string(queue_.size() - 50) + " more\n";
+        break;
+      }
+      out += "    " + j.label + ": queued " + ms(now - j.enqueued)
+             + (j.deadline.is_finite() && !j.deadline.expired(now) ? ", deadline in " + ms(j.deadline.when() - now)
+                                                                   : std::string())
+             + "\n";
+    }
+    ask->host = std::move(out);
+    ask->asked = std::move(asked);
+    ask->host_done = true;
+  }
+  dump_cv_.notify_all();
+}
+
 void ProcessExecutor::loop() {
   for (;;) {
     {
@@ -353,6 +447,7 @@ void ProcessExecutor::loop() {
     }
     dispatch();
     replenish();
+    serve_dump();
 
     // Wait for a child, a wake-up, or the next hard deadline.
     auto now = clock::now();

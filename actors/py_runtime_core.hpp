@@ -87,6 +87,8 @@ public:
 
   /// The executor's counters with the submissions counted here.
   Stats stats() const;
+  /// See Executor::dump.
+  std::string dump(std::chrono::milliseconds wait) const { return executor_->dump(wait); }
   /// Capability denials so far (cheap).
   std::uint64_t capability_denials() const { return executor_->capability_denials(); }
   /// Stops the executor (every request still inside gets its reply), then

@@ -187,6 +187,7 @@ int run_worker(int fd, int parent) {
     timespec tick{1, 0};
     int sig = sigtimedwait(&cancel_set, &info, &tick);
     std::shared_ptr<ReplySlot> cancel;
+    bool dump = false;
     {
       std::lock_guard<std::mutex> g(done_mutex);
       if (done)
@@ -196,13 +197,27 @@ int run_worker(int fd, int parent) {
       auto id = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(info.si_value.sival_ptr));
       if (id == 0)
         continue;
-      if (id == current_id)
+      if (id == static_cast<std::uint64_t>(static_cast<std::uintptr_t>(kWorkerDumpRequest)))
+        dump = true;
+      else if (id == current_id)
         cancel = current;
       else
         cancel_id = id;
     }
     if (cancel)
       runtime.cancel(cancel);
+    if (dump) {
+      // The host's Runtime::dump: what this interpreter is doing, with the
+      // running request's stack, as one event frame for the host.
+      LogEvent e;
+      e.level = LogLevel::info;
+      e.name = "stack_dump";
+      e.message = "worker " + std::to_string(getpid());
+      e.with("dump", (*executor)->dump(std::chrono::milliseconds(200)));
+      auto frame = wire::encode_event(e);
+      std::lock_guard<std::mutex> w(write_mutex);
+      wire::write_all(fd, frame.data(), frame.size());
+    }
   }
   runtime.shutdown(config.runtime.shutdown_grace);
   log::flush();

@@ -17,5 +17,8 @@ int run_worker(int fd, int parent);
 /// runs (`sigqueue`, the request's wire id as the value): `SIGRTMAX - 1`.
 /// A worker blocks it in every thread and waits for it on its main thread.
 int worker_cancel_signal() noexcept;
+/// The value of that signal that asks for a dump instead (Runtime::dump):
+/// the worker answers with a `stack_dump` event frame. Never a request id.
+inline constexpr unsigned long long kWorkerDumpRequest = ~0ull;
 
 } // namespace gk

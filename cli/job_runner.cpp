@@ -680,6 +680,14 @@ int run_job(const RunOptions& options) {
   // Ctrl-C / SIGTERM, or a file that cannot be written: the watcher stops
   // the pipeline and wakes the reader out of a blocking read.
   stops.attach([&run] { run.interrupt(); });
+  // kill -QUIT: what the runtime is doing, on stderr; the run goes on.
+  Runtime* dumped = rt.get();
+  stops.attach_dump([dumped] {
+    std::string text = "gilkeeper: dump (SIGQUIT); the run goes on\n";
+    text += dumped ? dumped->dump() : std::string("no runtime\n");
+    std::fputs(text.c_str(), stderr);
+    std::fflush(stderr);
+  });
   bool read_ok = !rt || run.process(*rt, input, done.done, ProgressOptions{options.progress});
   stops.finish();
   bool interrupted = stops.signal() != 0;

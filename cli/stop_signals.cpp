@@ -20,6 +20,7 @@ sigset_t stop_signal_set() {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGQUIT);
   return set;
 }
 
@@ -55,6 +56,11 @@ void StopWatcher::attach(std::function<void()> stop) {
   wake_ = true;
   if (already)
     stop();
+}
+
+void StopWatcher::attach_dump(std::function<void()> dump) {
+  std::lock_guard<std::mutex> g(m_);
+  dump_ = std::move(dump);
 }
 
 void StopWatcher::request_stop() {
@@ -108,8 +114,18 @@ void StopWatcher::watch() {
         return;
       bool stop = false;
       if (fds[0].revents & POLLIN) {
-        signalfd_siginfo info;
-        if (::read(signals_fd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+        signalfd_siginfo info{};
+        bool got = ::read(signals_fd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info);
+        if (got && info.ssi_signo == SIGQUIT) {
+          // A dump: what the run is doing; the run goes on.
+          std::function<void()> dump;
+          {
+            std::lock_guard<std::mutex> g(m_);
+            dump = dump_;
+          }
+          if (dump)
+            dump();
+        } else if (got) {
           int none = 0;
           signal_.compare_exchange_strong(none, static_cast<int>(info.ssi_signo));
           const char* name = sigabbrev_np(static_cast<int>(info.ssi_signo));

@@ -1,8 +1,9 @@
 #pragma once
 
-// The signals that stop `gilkeeper run` (SIGINT, SIGTERM): blocked from the
-// first instruction of main, so that every thread inherits the mask, and
-// taken by one watcher thread (StopWatcher).
+// The signals that stop `gilkeeper run` (SIGINT, SIGTERM) and the one that
+// dumps what it is doing (SIGQUIT): blocked from the first instruction of
+// main, so that every thread inherits the mask, and taken by one watcher
+// thread (StopWatcher).
 
 #include <atomic>
 #include <csignal>
@@ -13,7 +14,7 @@
 
 namespace gk::cli {
 
-/// SIGINT and SIGTERM.
+/// SIGINT, SIGTERM and SIGQUIT.
 sigset_t stop_signal_set();
 
 /// Blocks the stop signals in the calling thread; returns the mask it had.
@@ -45,6 +46,11 @@ public:
   /// finish()). `stop` must be idempotent and outlive finish().
   void attach(std::function<void()> stop);
 
+  /// `dump` is called (on the watcher's thread) for each SIGQUIT: it prints
+  /// what the run is doing and the run goes on. Without one, SIGQUIT is
+  /// ignored. `dump` must outlive finish().
+  void attach_dump(std::function<void()> dump);
+
   /// Stops the run as a signal would, without being one.
   void request_stop();
 
@@ -67,6 +73,7 @@ private:
   pthread_t reader_;
   std::mutex m_;
   std::function<void()> stop_;
+  std::function<void()> dump_;
   std::atomic<bool> wake_{false};
   std::atomic<bool> stopped_{false};
   std::atomic<int> signal_{0};

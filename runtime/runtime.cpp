@@ -202,6 +202,10 @@ Stats Runtime::stats() const {
   return impl_->core->stats();
 }
 
+std::string Runtime::dump() const {
+  return impl_->core->dump(std::chrono::milliseconds(500));
+}
+
 ShutdownReport Runtime::shutdown() {
   auto& impl = *impl_;
   std::call_once(impl.shutdown_once, [&] {

@@ -316,6 +316,16 @@ bool ProcessExecutor::service(Child& c) {
       // An alert or a trace of the worker's: the host's log says which
       // worker (the worker names itself; a malformed event is still logged).
       LogEvent& e = *f->event;
+      if (e.name == "stack_dump") {
+        // The answer to a dump's request (Runtime::dump), not for the log.
+        {
+          std::lock_guard<std::mutex> lk(mutex_);
+          if (dump_ask_)
+            dump_ask_->answers[c.pid] = e.text("dump");
+        }
+        dump_cv_.notify_all();
+        continue;
+      }
       if (!e.field("worker_pid"))
         e.with("worker_pid", static_cast<std::int64_t>(c.pid));
       log::emit(std::move(e));

@@ -10,6 +10,7 @@
 #include "actors/detail/worker_child.hpp"
 
 #include <atomic>
+#include <condition_variable>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -35,6 +36,7 @@ public:
   void submit(Job job, SubmitKey) override { enqueue(std::move(job)); }
   void cancel(const std::shared_ptr<ReplySlot>& slot) override;
   Stats stats() const override;
+  std::string dump(std::chrono::milliseconds wait) override;
   std::uint64_t capability_denials() const override { return denials_.load(); }
   ShutdownReport shutdown(std::chrono::nanoseconds grace) override;
 
@@ -92,6 +94,18 @@ private:
   std::string degraded_reason_;
   std::map<std::string, std::uint64_t> restarts_;
   std::vector<int> pids_;
+  // A dump in progress (Runtime::dump): the supervisor writes its part and
+  // asks each busy worker for its stack; the answers come as stack_dump
+  // events (service()). Under mutex_.
+  struct DumpAsk {
+    bool host_done = false;
+    std::string host;
+    std::vector<int> asked;
+    std::map<int, std::string> answers;
+  };
+  std::shared_ptr<DumpAsk> dump_ask_;
+  std::condition_variable dump_cv_;
+  void serve_dump();
 
   // Supervisor thread only.
   std::vector<Child> children_;

@@ -252,3 +252,37 @@ TEST_CASE("memory_threshold alerts once per crossing, with the top allocation si
   std::this_thread::sleep_for(300ms);
   CHECK(events.named("memory_threshold").size() == 1);
 }
+
+TEST_CASE("Runtime::dump shows the running call's stack and the queue without stopping anything", "[monitoring][dump]") {
+  Runtime rt(test::test_config());
+  auto running = rt.call_async("gk_testmod:sleep_for", {0.8}, {}, within(5000ms));
+  auto queued = rt.call_async("gk_testmod:add", {1, 2}, {}, within(5000ms));
+  std::this_thread::sleep_for(200ms);
+  auto dump = rt.dump();
+  CAPTURE(dump);
+  CHECK(dump.find("running: call gk_testmod:sleep_for for ") != std::string::npos);
+  CHECK(dump.find("in sleep_for") != std::string::npos);
+  CHECK(dump.find("the GIL released") != std::string::npos);
+  CHECK(dump.find("queued: 1, oldest first:\n    call gk_testmod:add: queued ") != std::string::npos);
+  // Nothing was stopped.
+  CHECK(running.get()->as_double() == 0.8);
+  CHECK(queued.get()->as_int() == 3);
+  CHECK(rt.dump().find("running: nothing") != std::string::npos);
+}
+
+TEST_CASE("Runtime::dump in process isolation shows each worker process and the stack of its call", "[monitoring][dump][process]") {
+  Runtime rt(test::process_config("workers = 2\n"));
+  auto a = rt.call_async("gk_testmod:sleep_for", {0.8}, {}, within(5000ms));
+  auto b = rt.call_async("gk_testmod:spin_native", {0.8}, {}, within(5000ms));
+  std::this_thread::sleep_for(300ms);
+  auto dump = rt.dump();
+  CAPTURE(dump);
+  CHECK(dump.find("supervisor (process isolation, 2 worker(s)") != std::string::npos);
+  CHECK(dump.find(": busy, ") != std::string::npos);
+  CHECK(dump.find("running: call gk_testmod:sleep_for") != std::string::npos);
+  CHECK(dump.find("in sleep_for") != std::string::npos);
+  CHECK(dump.find("in spin_native") != std::string::npos);
+  CHECK(dump.find("native code holding the GIL") != std::string::npos);
+  CHECK(a.get()->as_double() == 0.8);
+  CHECK(b.get().has_value());
+}

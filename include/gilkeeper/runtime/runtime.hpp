@@ -156,6 +156,15 @@ public:
   /// Counters and timings; answers even while the interpreter is stuck.
   Stats stats() const;
 
+  /// What the runtime is doing now, as text for a person (an incident's
+  /// first look; `kill -QUIT` prints it for `gilkeeper run`): the running
+  /// request of each interpreter with its current Python stack, the
+  /// requests queued (oldest first, with their ages and deadlines), and in
+  /// process isolation each worker process's pid, state and request. Takes
+  /// the stacks without stopping anything; waits at most about 0.5 s for a
+  /// worker process's answer. Thread-safe.
+  std::string dump() const;
+
   /// Stops the runtime: queued requests get `runtime_stopped`, the running
   /// call is interrupted, non-daemon Python threads get
   /// `runtime.shutdown_grace` to end; the report lists leaked Refs and what
