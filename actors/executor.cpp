@@ -4,6 +4,7 @@
 
 #include "actors/executor.hpp"
 #include "actors/detail/stats_collector.hpp"
+#include "actors/detail/blocking_context.hpp"
 #include "actors/detail/join_or_detach.hpp"
 #include "interop/interpreter.hpp"
 #include "gilkeeper/config/log.hpp"
@@ -266,6 +267,7 @@ private:
   void serve(std::promise<Error> started, std::shared_ptr<ThreadExecutor> self) {
     native_ = pthread_self();
     pthread_setname_np(native_, "gk-python");
+    detail::BlockingScope own_thread(config_.debug.gil.detect_deadlock ? detail::kInterpreterThread : nullptr);
     InterpreterOptions options;
     options.python_path = config_.python.path;
     options.executable = config_.python.executable;

@@ -1,4 +1,5 @@
 #include "actors/py_runtime_core.hpp"
+#include "actors/detail/blocking_context.hpp"
 
 #include <algorithm>
 #include <condition_variable>
@@ -170,6 +171,14 @@ void PyRuntime::cancel(const std::shared_ptr<ReplySlot>& slot, DeadlineWatch* wa
 }
 
 AnyReply PyRuntime::ask(AnyRequest request, const SubmitOptions& options) {
+  // Where this thread cannot wait (see blocking_context.hpp): refused before
+  // it is submitted, so it is counted nowhere and never runs.
+  if (const char* context = detail::blocking_context()) {
+    std::string label = label_of(request, target_of(request));
+    Error e = detail::deadlock_error(label, context);
+    e.where = where_of(label);
+    return Expected<Value>(std::move(e));
+  }
   auto slot = std::make_shared<SyncSlot>();
   // The caller settles its own deadline only where the watch would answer
   // promptly (not a batch whose calls have deadlines of their own).

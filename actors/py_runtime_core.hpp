@@ -69,7 +69,10 @@ public:
   /// Returns the request's resolved deadline.
   Deadline submit(AnyRequest request, std::shared_ptr<ReplySlot> slot, const SubmitOptions& options = {});
   /// Submits and waits for the one reply (at the latest at the deadline plus
-  /// the patience). For plain threads: blocks the calling thread.
+  /// the patience). For plain threads: blocks the calling thread. On a
+  /// thread marked as one that must not block (detail::BlockingScope: the
+  /// interpreter's own, a worker actor's handler, the runtime's own
+  /// scheduler) it answers `deadlock` at once and submits nothing.
   AnyReply ask(AnyRequest request, const SubmitOptions& options = {});
   /// Cancels the request of `slot` (submitted with `cancellable`, or with
   /// a cancellable parent): a queued request is answered `cancelled` now

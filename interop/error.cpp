@@ -19,6 +19,7 @@ const char* to_string(ErrorCode code) noexcept {
     case ErrorCode::bad_input: return "bad_input";
     case ErrorCode::internal: return "internal";
     case ErrorCode::cancelled: return "cancelled";
+    case ErrorCode::deadlock: return "deadlock";
   }
   return "internal";
 }

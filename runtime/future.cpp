@@ -1,6 +1,8 @@
 #include "gilkeeper/runtime/future.hpp"
 #include "runtime/detail/future_state.hpp"
 
+#include "actors/detail/blocking_context.hpp"
+
 namespace gk {
 
 namespace {
@@ -25,6 +27,14 @@ Expected<std::vector<Expected<Value>>> convert<std::vector<Expected<Value>>>(Any
   return std::move(std::get<BatchReply>(reply).results);
 }
 
+// Where this thread must not wait (see actors/detail/blocking_context.hpp):
+// the context's phrase when the reply is not there yet, else nullptr (a
+// ready reply is taken without waiting, so it is never refused).
+const char* refused_here(detail::FutureState& state) {
+  const char* context = detail::blocking_context();
+  return context && !state.ready() ? context : nullptr;
+}
+
 Error taken() {
   return Error(ErrorCode::internal, "the reply of this future was already taken (by get() or then())");
 }
@@ -38,7 +48,7 @@ bool Future<T>::ready() const {
 
 template <class T>
 void Future<T>::wait() const {
-  if (state_)
+  if (state_ && !refused_here(*state_))
     state_->wait();
 }
 
@@ -49,13 +59,15 @@ bool Future<T>::wait_for(std::chrono::nanoseconds timeout) const {
 
 template <class T>
 bool Future<T>::wait_until(Deadline::time_point when) const {
-  return state_ && state_->wait_until(when);
+  return state_ && !refused_here(*state_) && state_->wait_until(when);
 }
 
 template <class T>
 Expected<T> Future<T>::get() {
   if (!state_)
     return Error(ErrorCode::bad_request, "get() on an invalid future");
+  if (const char* context = refused_here(*state_))
+    return detail::deadlock_error("Future::get", context);
   auto reply = state_->take();
   if (!reply)
     return taken();

@@ -5,10 +5,15 @@
 
 #include "gilkeeper/actors/messages.hpp"
 
-#include <cstdlib>
-#include <caf/all.hpp>
+#include "actors/detail/blocking_context.hpp"
 
+#include <caf/all.hpp>
+#include <caf/thread_hook.hpp>
+
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
+#include <pthread.h>
 
 namespace gk {
 
@@ -84,6 +89,28 @@ CallRequest make_call(const std::string& target, Ref self, List args, Dict kwarg
 
 } // namespace
 
+namespace {
+
+// Marks the scheduler threads of the actor system a Runtime makes for
+// itself: a blocking call there answers `deadlock` (see
+// actors/detail/blocking_context.hpp). CAF 0.17 calls thread_started() on
+// every thread the system starts, each already named: its scheduler's
+// workers ("caf.multiplexer"), the timer ("caf.clock"), and the private
+// thread of each detached or blocking actor ("caf.actor"), which is that
+// actor's alone and may block. Only the workers are marked.
+class SchedulerThreadMark final : public caf::thread_hook {
+public:
+  void init(caf::actor_system&) override {}
+  void thread_started() override {
+    char name[16] = {};
+    if (pthread_getname_np(pthread_self(), name, sizeof name) == 0 && std::strcmp(name, "caf.multiplexer") == 0)
+      detail::mark_thread(detail::kSchedulerThread);
+  }
+  void thread_terminates() override { detail::mark_thread(nullptr); }
+};
+
+} // namespace
+
 void configure_actor_system(caf::actor_system_config& config) {
   register_error_category(config);
   announce_message_types(config);
@@ -95,6 +122,8 @@ Runtime::Runtime(Config config) : impl_(std::make_unique<Impl>()) {
   impl.caf_config = std::make_unique<caf::actor_system_config>();
   impl.caf_config->set("scheduler.max-threads", static_cast<std::size_t>(impl.config.runtime.scheduler_threads));
   configure_actor_system(*impl.caf_config);
+  if (impl.config.debug.gil.detect_deadlock)
+    impl.caf_config->add_thread_hook<SchedulerThreadMark>();
   impl.core = start_core(impl.config);
   impl.owned_system = std::make_unique<caf::actor_system>(*impl.caf_config);
   impl.system = impl.owned_system.get();

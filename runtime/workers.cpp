@@ -6,6 +6,8 @@
 #include "runtime/detail/future_state.hpp"
 #include "runtime/detail/runtime_impl.hpp"
 
+#include "actors/detail/blocking_context.hpp"
+
 #include <caf/actor_pool.hpp>
 #include <caf/all.hpp>
 
@@ -19,12 +21,23 @@ struct worker_state {
   static inline const char* name = "gk.worker";
   std::shared_ptr<PyRuntime> core;
   ContextWorkerHandler handler;
+  // What a blocking call from the handler is told (`[debug.gil]
+  // detect_deadlock`); empty when detection is off.
+  std::string blocking_context;
   std::uint64_t next_id = 0;
   // Python calls in flight, by id: what to do with each one's result.
   std::unordered_map<std::uint64_t, std::function<void(Expected<Value>)>> pending;
 };
 
 using worker_self = caf::stateful_actor<worker_state>;
+
+// Marks the thread while the worker's own code runs (its handler, its
+// continuations): a blocking call there answers `deadlock` (see
+// actors/detail/blocking_context.hpp).
+detail::BlockingScope handler_scope(worker_self* self) {
+  auto& context = self->state.blocking_context;
+  return detail::BlockingScope(context.empty() ? nullptr : context.c_str());
+}
 
 // Follows a reply until it is a value or an error, then delivers it. Each
 // Python call is made on behalf of the request (`context`).
@@ -44,6 +57,7 @@ void settle(worker_self* self, WorkerReply reply, const RequestContext& context,
     }
     WorkerReply follow = Error(ErrorCode::internal, "the worker's continuation failed");
     try {
+      auto in_handler = handler_scope(self);
       follow = next(std::move(r));
     } catch (const std::exception& e) {
       follow = Error(ErrorCode::internal, std::string("the worker's continuation threw: ") + e.what());
@@ -61,6 +75,7 @@ caf::response_promise handle(worker_self* self, const Value& input, const Reques
   auto rp = self->make_response_promise();
   WorkerReply reply = Error(ErrorCode::internal, "the worker's handler failed");
   try {
+    auto in_handler = handler_scope(self);
     reply = self->state.handler(input, context);
   } catch (const std::exception& e) {
     reply = Error(ErrorCode::internal, std::string("the worker's handler threw: ") + e.what());
@@ -69,9 +84,13 @@ caf::response_promise handle(worker_self* self, const Value& input, const Reques
   return rp;
 }
 
-caf::behavior worker(worker_self* self, std::shared_ptr<PyRuntime> core, ContextWorkerHandler handler) {
+caf::behavior worker(worker_self* self, std::shared_ptr<PyRuntime> core, ContextWorkerHandler handler,
+                     bool detect_deadlock) {
   self->state.core = std::move(core);
   self->state.handler = std::move(handler);
+  if (detect_deadlock)
+    self->state.blocking_context = "from the handler of worker actor \"" + std::string(worker_state::name) + "#"
+                                   + std::to_string(self->id()) + "\": a handler must not block; use WorkerReply::python";
   return {
       [=](Value& input) { return handle(self, input, RequestContext{}); },
       [=](Value& input, RequestContext& context) { return handle(self, input, context); },
@@ -112,7 +131,7 @@ worker_actor spawn_worker(Runtime& runtime, ContextWorkerHandler handler) {
   auto& impl = detail::RuntimeAccess::impl(runtime);
   if (runtime.stopped())
     return {};
-  auto a = runtime.system().spawn(worker, impl.core, std::move(handler));
+  auto a = runtime.system().spawn(worker, impl.core, std::move(handler), impl.config.debug.gil.detect_deadlock);
   impl.track(a);
   return caf::actor_cast<worker_actor>(a);
 }
@@ -127,8 +146,8 @@ worker_actor spawn_worker_pool(Runtime& runtime, std::size_t n, ContextWorkerHan
   auto& sys = runtime.system();
   auto* impl = &detail::RuntimeAccess::impl(runtime);
   auto core = impl->core;
-  auto factory = [&sys, core, handler, impl] {
-    auto a = sys.spawn(worker, core, handler);
+  auto factory = [&sys, core, handler, impl, detect = impl->config.debug.gil.detect_deadlock] {
+    auto a = sys.spawn(worker, core, handler, detect);
     impl->track(a);
     return a;
   };
@@ -144,6 +163,10 @@ worker_actor spawn_worker_pool(Runtime& runtime, std::size_t n, WorkerHandler ha
 Expected<Value> ask(Runtime& runtime, const worker_actor& w, Value input, Deadline deadline) {
   if (Error e = ask_refused(runtime, w))
     return e;
+  // It would hold this thread until the worker answers (see
+  // actors/detail/blocking_context.hpp).
+  if (const char* context = detail::blocking_context())
+    return detail::deadlock_error("ask", context);
   caf::scoped_actor self{runtime.system()};
   Expected<Value> out = Error(ErrorCode::internal, "no reply");
   self->request(w, timeout_of(deadline), std::move(input), RequestContext{deadline, CancelToken::none()})

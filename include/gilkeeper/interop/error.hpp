@@ -50,10 +50,16 @@ enum class ErrorCode : std::uint8_t {
   /// running one was interrupted like a soft deadline (the Python type and
   /// traceback say where it was).
   cancelled,
+  /// A blocking call was made where it cannot make progress (`[debug.gil]
+  /// detect_deadlock`): on the interpreter's own thread, in a worker
+  /// actor's handler, or on a scheduler thread of the runtime's own actor
+  /// system. It was refused at once and never submitted; the message names
+  /// the context. Use an asynchronous entry point there instead.
+  deadlock,
 };
 
 /// The last code (for loops over every code).
-inline constexpr ErrorCode kLastErrorCode = ErrorCode::cancelled;
+inline constexpr ErrorCode kLastErrorCode = ErrorCode::deadlock;
 
 /// Where a deadline was missed.
 enum class DeadlinePhase : std::uint8_t { none = 0, queued, soft, hard };

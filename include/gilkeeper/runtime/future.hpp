@@ -17,6 +17,13 @@
 ///
 /// Thread-safety: every member may be called from any thread; get() hands
 /// the reply to one caller (a second get() gives an `internal` error).
+///
+/// Where a thread must not block (`[debug.gil] detect_deadlock`: a worker
+/// actor's handler, a scheduler thread of the runtime's own actor system,
+/// the interpreter's own thread), the waits do not wait for a reply that is
+/// not there yet: get() answers `deadlock` (the future keeps its reply to
+/// come), wait() returns at once, wait_for() and wait_until() return false.
+/// A reply already there is taken as usual. See docs/composition.md.
 
 #include "gilkeeper/interop/deadline.hpp"
 #include "gilkeeper/interop/expected.hpp"

@@ -20,6 +20,12 @@
 /// threads at once. Errors are values (`Expected`), except in the
 /// constructor, which throws `ConfigError` for a bad config and
 /// `RuntimeStartError` when the interpreter cannot start.
+///
+/// The synchronous calls block the calling thread. Where that cannot end
+/// well — a worker actor's handler, a scheduler thread of the runtime's own
+/// actor system, the interpreter's own thread — they answer `deadlock` at
+/// once and submit nothing (`[debug.gil] detect_deadlock`, on by default;
+/// see docs/composition.md). The `_async` forms never block.
 
 #include "gilkeeper/config/config.hpp"
 #include "gilkeeper/interop/context.hpp"

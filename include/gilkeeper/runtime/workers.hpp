@@ -90,7 +90,12 @@ private:
 };
 
 /// A worker's handler. Runs on a scheduler thread: it must not block (call
-/// Python through `WorkerReply::python`, not through `Runtime::call`).
+/// Python through `WorkerReply::python`, not through `Runtime::call`). With
+/// `[debug.gil] detect_deadlock` (the default) a blocking call made in a
+/// handler or in a `.then` continuation (`Runtime::call` and the other
+/// synchronous calls, `Future::get` and its waits, `gk::ask`) answers
+/// `deadlock` at once, naming the worker (`gk.worker#ID`, the actor's id);
+/// asynchronous ones (`call_async`, `ask_async`) are allowed.
 using WorkerHandler = std::function<WorkerReply(const Value& input)>;
 /// A handler that also receives the context of the request it answers
 /// (deadline and cancellation), e.g. to skip work already too late.
@@ -117,7 +122,9 @@ worker_actor spawn_worker_pool(Runtime& runtime, std::size_t n, ContextWorkerHan
 /// Asks a worker from a plain thread and waits for its reply, at most until
 /// `deadline` (then `deadline_exceeded`); the worker's Python calls for it
 /// end by the same deadline. After shutdown(), or with an invalid handle:
-/// `runtime_stopped` (resp. `bad_request`). Thread-safe.
+/// `runtime_stopped` (resp. `bad_request`). Thread-safe. Blocks: from a
+/// worker's handler or an actor on the runtime's own scheduler it answers
+/// `deadlock` (`[debug.gil] detect_deadlock`; use `gk::request` there).
 Expected<Value> ask(Runtime& runtime, const worker_actor& worker, Value input,
                     Deadline deadline = Deadline::after(std::chrono::seconds(30)));
 
