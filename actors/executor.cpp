@@ -405,6 +405,8 @@ private:
     stats_.timing(job.type, started - job.enqueued, ended - started);
     if (gil_trace_ || trace_calls_)
       trace_end(job, reply, started, ended);
+    if (Interpreter::free_threaded() && !gil_enabled_.load(std::memory_order_relaxed) && interp_->gil_enabled())
+      gil_turned_on(job);
 
     if (deadline.expired(ended)) {
       detail::mark_late(stats_, job, reply);
@@ -571,6 +573,7 @@ private:
     auto next_rss = threshold > 0 ? clock::now() + config_.monitoring.interval : never;
     auto next_leak = leaks ? clock::now() + config_.debug.memory.check_interval : never;
     bool above = false;
+    clock::time_point leak_started{};
     std::unique_lock<std::mutex> lk(mon_mutex_);
     while (!mon_stop_) {
       auto wake_at = std::min(next_rss, next_leak);
@@ -604,13 +607,16 @@ private:
         }
       }
       if (now >= next_leak) {
-        // The next check is an interval after this one ends (leak_checked),
-        // so that checks never crowd out requests.
+        // The next check is an interval after this one started, but at
+        // least half an interval after it ended (leak_done_), so that slow
+        // checks never crowd out requests.
         next_leak = never;
+        leak_started = now;
         leak_check = true;
       }
       if (next_leak == never && leaks && leak_done_) {
-        next_leak = *leak_done_ + config_.debug.memory.check_interval;
+        next_leak = std::max(leak_started + config_.debug.memory.check_interval,
+                             *leak_done_ + config_.debug.memory.check_interval / 2);
         leak_done_.reset();
       }
       if (sites || leak_check) {
@@ -773,6 +779,21 @@ private:
       add_process(e);
       log::emit(std::move(e));
     }
+  }
+
+  // A free-threaded build whose GIL an import just turned on: the
+  // interpreter is serialized again (an extension that does not declare
+  // itself safe without it). Said once.
+  void gil_turned_on(const Job& job) {
+    gil_enabled_.store(true, std::memory_order_relaxed);
+    LogEvent e;
+    e.level = LogLevel::warn;
+    e.name = "gil_enabled";
+    e.message = "the GIL of this free-threaded interpreter was turned on during " + job.label
+                + " (an extension module imported then does not declare itself safe without it)";
+    e.with("label", job.label);
+    add_process(e);
+    log::emit(std::move(e));
   }
 
   // In a worker process, events name it (the host adds its own view too).
@@ -1093,6 +1114,8 @@ private:
   clock::time_point wd_wake_ = clock::time_point::max();
 
   std::atomic<bool> wedged_{false};
+  // Whether the GIL is on (a build with a GIL: always).
+  std::atomic<bool> gil_enabled_{!Interpreter::free_threaded()};
   std::atomic<std::uint64_t> wedged_count_{0};
   std::atomic<std::size_t> live_refs_{0};
   std::uint64_t seq_ = 0;

@@ -196,8 +196,10 @@ Result floor_socketpair(int n) {
 
 // -- gilkeeper, thread isolation ------------------------------------------------
 
-Result gk_thread_roundtrip(int n) {
-  gk::Runtime rt(bench_config());
+// `extra`: config appended (the monitoring figures switch the default
+// slow-call alert off, or turn the traces on, written to a file).
+Result gk_thread_roundtrip(int n, const std::string& extra = "") {
+  gk::Runtime rt(bench_config(extra));
   for (int i = 0; i < 200; ++i)
     must(rt.call("gk_benchmod:noop"));
   Result r;
@@ -540,6 +542,16 @@ int main(int argc, char** argv) {
       {"floor.socketpair", [&] { return floor_socketpair(n); }},
       {"floor.pyobject_call", [&] { return floor_pyobject_call(n); }},
       {"thread.roundtrip", [&] { return gk_thread_roundtrip(n); }},
+      {"thread.roundtrip.unmonitored",
+       [&] { return gk_thread_roundtrip(n, "[monitoring]\nslow_call = \"none\"\n"); }},
+      {"thread.roundtrip.traced",
+       [&] {
+         auto log = std::string("/tmp/gk_bench_trace.") + std::to_string(::getpid()) + ".log";
+         auto r = gk_thread_roundtrip(n, "[debug]\ntrace_calls = true\n[debug.gil]\ntrace = true\n[log]\nlevel = "
+                                         "\"debug\"\nfile = \"" + log + "\"\n");
+         std::remove(log.c_str());
+         return r;
+       }},
       {"thread.actor.inflight1", [&] { return gk_actor_roundtrip(n, 1); }},
       {"thread.actor.inflight64", [&] { return gk_actor_roundtrip(n, 64); }},
       {"thread.batch1000", [&] { return gk_thread_batch(n); }},

@@ -48,6 +48,9 @@ struct RunOptions {
   bool resume = false;
   /// When the output and errors are made durable (see SyncPolicy).
   std::string sync = kDefaultSync;
+  /// `--log FILE` and `--log-format text|json`: win over the job's `[log]`.
+  std::string log_file;
+  std::string log_format;
 };
 
 /// How a run shows its progress on stderr.

@@ -63,6 +63,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1024));
   run_cmd->add_flag("--resume", run.resume,
                     "Go on from the output and errors files of an interrupted run (same job, input and files)");
+  run_cmd->add_option("--log", run.log_file, "Append the run's log events (alerts, traces) to this file");
+  run_cmd->add_option("--log-format", run.log_format, "Log events as text lines or JSON lines: text, json")
+      ->check(CLI::IsMember({"text", "json"}));
   run_cmd->add_option("--sync", run.sync,
                       "When the output and errors are made durable (fdatasync): interval:DURATION, every:N "
                       "(records), off")

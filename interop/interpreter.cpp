@@ -490,6 +490,26 @@ void Interpreter::interrupt(pthread_t owner, std::uint64_t seq, bool cancel) noe
   pthread_kill(owner, impl_->signo);
 }
 
+bool Interpreter::free_threaded() noexcept {
+#ifdef Py_GIL_DISABLED
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool Interpreter::gil_enabled() {
+  if (!free_threaded())
+    return true;
+  PyObject* sys = PyImport_AddModule("sys");  // borrowed
+  detail::PyRef r = sys ? detail::PyRef::steal(PyObject_CallMethod(sys, "_is_gil_enabled", nullptr)) : detail::PyRef();
+  if (!r) {
+    PyErr_Clear();
+    return true;
+  }
+  return PyObject_IsTrue(r.get()) == 1;
+}
+
 bool Interpreter::start_tracing_memory() {
   return detail::start_tracemalloc();
 }
@@ -596,6 +616,9 @@ StackSample Interpreter::sample_stack(pthread_t owner, std::chrono::nanoseconds 
   } else {
     // Holding the GIL: Python code runs the pending call within
     // microseconds; native code that holds the GIL does not.
+    // A pending call that cannot be added means the queue of them is full:
+    // Python code has not run for a while (native code holds the GIL).
+    out.in_native = true;
     if (probing) {
       auto native_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(5);
       while (g_pending_probe.load(std::memory_order_acquire) != mark

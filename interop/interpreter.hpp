@@ -142,6 +142,13 @@ public:
   std::uint64_t epoch() const noexcept;
   /// "3.11.2".
   static std::string python_version();
+  /// True for a free-threaded build (3.13t and later; never Debian's 3.11).
+  static bool free_threaded() noexcept;
+  /// Whether the GIL is on (`sys._is_gil_enabled()`; always true on a
+  /// build with a GIL). An extension that does not declare itself safe
+  /// without the GIL turns it on when imported. PRECONDITION: owner thread,
+  /// GIL held (on a free-threaded build: attached).
+  bool gil_enabled();
 
   /// Ends the interpreter: waits up to `grace` for non-daemon Python threads,
   /// reports leaked handles, and finalizes. When threads do not end, Python is

@@ -1,4 +1,5 @@
 #include "actors/detail/blocking_context.hpp"
+#include "gilkeeper/config/log.hpp"
 
 namespace gk::detail {
 
@@ -16,7 +17,15 @@ void mark_thread(const char* context) noexcept {
 }
 
 Error deadlock_error(const std::string& what, const char* context) {
-  return Error(ErrorCode::deadlock, what + ": a blocking call made " + (context ? context : "where it cannot be served"));
+  Error e(ErrorCode::deadlock, what + ": a blocking call made " + (context ? context : "where it cannot be served"));
+  // Refusals are rare and always a bug in the caller: each is an alert.
+  LogEvent event;
+  event.level = LogLevel::warn;
+  event.name = "deadlock";
+  event.message = e.message;
+  event.with("call", what).with("context", context ? context : "");
+  log::emit(std::move(event));
+  return e;
 }
 
 } // namespace gk::detail

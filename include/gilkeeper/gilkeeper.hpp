@@ -6,6 +6,7 @@
 /// <gilkeeper/actors/py_runtime.hpp> for the typed actor handle.
 
 #include "gilkeeper/config/config.hpp"
+#include "gilkeeper/config/log.hpp"
 #include "gilkeeper/interop/deadline.hpp"
 #include "gilkeeper/interop/error.hpp"
 #include "gilkeeper/interop/expected.hpp"
