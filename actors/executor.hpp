@@ -20,6 +20,7 @@
 /// independently of the executor. Only PyRuntime::submit reaches an
 /// executor (SubmitKey).
 
+#include "actors/detail/target_table.hpp"
 #include "gilkeeper/config/config.hpp"
 #include "gilkeeper/interop/context.hpp"
 #include "gilkeeper/interop/request.hpp"
@@ -31,6 +32,7 @@
 #include <memory>
 #include <string>
 #include <variant>
+#include <vector>
 
 namespace gk {
 
@@ -41,6 +43,20 @@ using AnyRequest = std::variant<ImportRequest, CallRequest, EvalRequest, ExecReq
 using AnyReply = std::variant<Expected<Value>, BatchReply>;
 
 class DeadlineWatch;
+
+/// Where a job's replies are counted by target (detail::TargetTable): filled
+/// by the front door (PyRuntime::submit) for a job with a caller.
+struct TargetTally {
+  /// The executor's table the counters below belong to.
+  detail::TargetTable* table = nullptr;
+  /// The job's target; for a batch, that of every call when they share one.
+  detail::TargetCounts* all = nullptr;
+  /// A batch whose calls name different targets: one entry per call (then
+  /// `all` is null).
+  std::vector<detail::TargetCounts*> each;
+  /// The calls of a batch; 1 for any other request.
+  std::size_t calls = 1;
+};
 
 /// The arbiter of one request's reply: the executor and the caller's
 /// deadline (the runtime's `DeadlineWatch`) race to complete it; exactly one
@@ -106,6 +122,8 @@ struct Job {
   Deadline::time_point enqueued{};
   /// Null for fire-and-forget jobs (a Ref's release).
   std::shared_ptr<ReplySlot> slot;
+  /// Where its replies are counted by target (set on admission).
+  TargetTally targets;
 
   /// The deadline of the job once it started at `start`: its own, except
   /// for a batch whose calls time out from their own start (then the bound
@@ -177,6 +195,15 @@ public:
   /// interrupted, Python is finalized within `grace` (see ShutdownReport).
   /// Idempotent: later calls return the first report.
   virtual ShutdownReport shutdown(std::chrono::nanoseconds grace) = 0;
+
+  /// Replies by target and outcome, and slow calls: the front door points
+  /// each job at its counters here (Job::targets), the executor's
+  /// collector counts into them. Thread-safe; lives as long as the executor.
+  detail::TargetTable& targets() noexcept { return targets_; }
+  const detail::TargetTable& targets() const noexcept { return targets_; }
+
+private:
+  detail::TargetTable targets_;
 };
 
 /// Options of the thread executor beyond the config.

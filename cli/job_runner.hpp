@@ -48,6 +48,13 @@ struct RunOptions {
   bool resume = false;
   /// When the output and errors are made durable (see SyncPolicy).
   std::string sync = kDefaultSync;
+  /// Empty: none. Rewritten with the runtime's metrics every
+  /// `metrics_interval` and at the end of the run.
+  std::string metrics_file;
+  /// A duration (`5s`, `500ms`).
+  std::string metrics_interval = "5s";
+  /// Empty: none. `[ADDR:]PORT` to serve GET /metrics on.
+  std::string metrics_listen;
 };
 
 /// How a run shows its progress on stderr.

@@ -1,5 +1,6 @@
 #include "gilkeeper/runtime/runtime.hpp"
 #include "runtime/detail/future_state.hpp"
+#include "runtime/detail/metrics.hpp"
 #include "runtime/detail/runtime_impl.hpp"
 
 #include "gilkeeper/actors/messages.hpp"
@@ -186,6 +187,10 @@ Future<std::vector<Expected<Value>>> Runtime::batch_async(std::vector<CallReques
 
 Stats Runtime::stats() const {
   return impl_->core->stats();
+}
+
+std::string Runtime::metrics() const {
+  return detail::metrics_text(stats(), GK_VERSION);
 }
 
 ShutdownReport Runtime::shutdown() {

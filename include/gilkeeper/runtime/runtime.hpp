@@ -156,6 +156,12 @@ public:
   /// Counters and timings; answers even while the interpreter is stuck.
   Stats stats() const;
 
+  /// Every counter, histogram and gauge of stats() in the Prometheus text
+  /// exposition format 0.0.4 (`text/plain; version=0.0.4`), the body of a
+  /// scrape; docs/metrics.md lists the metrics. Thread-safe; answers even
+  /// while the interpreter is stuck, and after shutdown() (the last counts).
+  std::string metrics() const;
+
   /// Stops the runtime: queued requests get `runtime_stopped`, the running
   /// call is interrupted, non-daemon Python threads get
   /// `runtime.shutdown_grace` to end; the report lists leaked Refs and what
