@@ -45,17 +45,17 @@ using AnyReply = std::variant<Expected<Value>, BatchReply>;
 class DeadlineWatch;
 
 /// Where a job's replies are counted by target (detail::TargetTable): filled
-/// by the front door (PyRuntime::submit) for a job with a caller.
+/// by the front door (PyRuntime::submit) for a job with a caller. Small on
+/// purpose: a Job above 256 bytes would take a std::deque node (an
+/// allocation) of its own in an executor's queue.
 struct TargetTally {
-  /// The executor's table the counters below belong to.
-  detail::TargetTable* table = nullptr;
-  /// The job's target; for a batch, that of every call when they share one.
-  detail::TargetCounts* all = nullptr;
-  /// A batch whose calls name different targets: one entry per call (then
-  /// `all` is null).
-  std::vector<detail::TargetCounts*> each;
-  /// The calls of a batch; 1 for any other request.
-  std::size_t calls = 1;
+  /// A request that is not a batch: its target's counters.
+  detail::TargetCounts* one = nullptr;
+  /// A batch: its calls' counters.
+  std::unique_ptr<detail::BatchTargets> batch;
+
+  /// The table the counters belong to; null when the job is not counted.
+  detail::TargetTable* table() const noexcept;
 };
 
 /// The arbiter of one request's reply: the executor and the caller's
@@ -135,6 +135,10 @@ struct Job {
     return Deadline::at(start + b->call_timeout * static_cast<std::int64_t>(std::max<std::size_t>(1, b->calls.size())));
   }
 };
+
+inline detail::TargetTable* TargetTally::table() const noexcept {
+  return one ? one->table : batch ? batch->table : nullptr;
+}
 
 /// The fire-and-forget job a Ref's last copy sends to release its object.
 inline Job release_job(std::uint64_t id, std::uint64_t epoch) {

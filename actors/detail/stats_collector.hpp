@@ -28,7 +28,7 @@ public:
     std::lock_guard<std::mutex> g(m_);
     types_[job.type].stats.calls++;
     if (!table_)
-      table_ = job.targets.table;
+      table_ = job.targets.table();
   }
   /// A call ran past the slow-call threshold: counts it for `target` ("m:f",
   /// "<Box>.add", as `where_of` names it) and in the total. The counters
@@ -104,36 +104,41 @@ private:
 /// Counts one reply with `outcome` for every call of a job (one in all for
 /// a request that is not a batch). No lock: relaxed atomic adds.
 inline void count_outcome(const TargetTally& t, std::size_t outcome) {
-  if (t.all)
-    t.all->outcomes[outcome].fetch_add(t.calls, std::memory_order_relaxed);
-  else
-    for (auto* c : t.each)
-      c->outcomes[outcome].fetch_add(1, std::memory_order_relaxed);
+  if (t.one) {
+    t.one->outcomes[outcome].fetch_add(1, std::memory_order_relaxed);
+  } else if (auto* b = t.batch.get()) {
+    if (b->all)
+      b->all->outcomes[outcome].fetch_add(b->calls, std::memory_order_relaxed);
+    else
+      for (auto* c : b->each)
+        c->outcomes[outcome].fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 /// Counts a job's reply by target and outcome: each call of a batch under
 /// its own target. No lock: relaxed atomic adds.
 inline void count_reply(const Job& job, const AnyReply& reply) {
   const TargetTally& t = job.targets;
-  if (!t.table)
-    return;
   if (auto* v = std::get_if<Expected<Value>>(&reply)) {
     count_outcome(t, v->has_value() ? 0 : outcome_index(v->error().code));
     return;
   }
+  auto* b = t.batch.get();
+  if (!b)
+    return;
   auto& results = std::get<BatchReply>(reply).results;
-  if (t.all) {
+  if (b->all) {
     // One add per outcome, not per call.
     std::array<std::uint64_t, kOutcomes> n{};
     for (auto& r : results)
       ++n[r.has_value() ? 0 : outcome_index(r.error().code)];
     for (std::size_t i = 0; i < kOutcomes; ++i)
       if (n[i] > 0)
-        t.all->outcomes[i].fetch_add(n[i], std::memory_order_relaxed);
+        b->all->outcomes[i].fetch_add(n[i], std::memory_order_relaxed);
     return;
   }
-  for (std::size_t i = 0; i < results.size() && i < t.each.size(); ++i)
-    t.each[i]->outcomes[results[i].has_value() ? 0 : outcome_index(results[i].error().code)].fetch_add(
+  for (std::size_t i = 0; i < results.size() && i < b->each.size(); ++i)
+    b->each[i]->outcomes[results[i].has_value() ? 0 : outcome_index(results[i].error().code)].fetch_add(
         1, std::memory_order_relaxed);
 }
 
@@ -144,35 +149,44 @@ inline void count_reply(const Job& job, const AnyReply& reply) {
 /// `job.label` are set; `request` is the job's.
 inline void tally_targets(detail::TargetTable& table, const AnyRequest& request, Job& job) {
   TargetTally& tally = job.targets;
-  tally.table = &table;
   auto* b = std::get_if<BatchRequest>(&request);
   if (!b) {
+    // Requests mostly repeat the last target: then its counters are found
+    // without the table's lock (a label names the type and the target).
+    if (auto* last = table.last(); last && last->label == job.label) {
+      tally.one = last;
+      return;
+    }
     std::string_view label = job.label;
     auto space = label.find(' ');
     std::string_view target = space == std::string_view::npos ? std::string_view() : label.substr(space + 1);
-    table.with_counts([&](auto find) { tally.all = find(job.type, target); });
+    table.with_counts([&](auto find) { tally.one = find(job.type, target); });
+    table.set_last(tally.one);
     return;
   }
-  tally.calls = b->calls.size();
-  if (b->calls.empty())
-    return;
+  auto batch = std::make_unique<BatchTargets>();
+  batch->table = &table;
+  batch->calls = b->calls.size();
   auto target_of_call = [](const CallRequest& c) {
     return c.self ? "<" + c.self.type_name() + ">" + (c.target.empty() ? "" : "." + c.target) : c.target;
   };
-  // The usual batch (pipelines, the CLI) calls one target: one entry.
-  const auto& first = b->calls.front();
-  bool one_target = !first.self && std::all_of(b->calls.begin(), b->calls.end(), [&](const CallRequest& c) {
-    return !c.self && c.target == first.target;
-  });
-  table.with_counts([&](auto find) {
-    if (one_target) {
-      tally.all = find(job.type, first.target);
-      return;
-    }
-    tally.each.reserve(b->calls.size());
-    for (auto& c : b->calls)
-      tally.each.push_back(find(job.type, target_of_call(c)));
-  });
+  if (!b->calls.empty()) {
+    // The usual batch (pipelines, the CLI) calls one target: one entry.
+    const auto& first = b->calls.front();
+    bool one_target = !first.self && std::all_of(b->calls.begin(), b->calls.end(), [&](const CallRequest& c) {
+      return !c.self && c.target == first.target;
+    });
+    table.with_counts([&](auto find) {
+      if (one_target) {
+        batch->all = find(job.type, first.target);
+        return;
+      }
+      batch->each.reserve(b->calls.size());
+      for (auto& c : b->calls)
+        batch->each.push_back(find(job.type, target_of_call(c)));
+    });
+  }
+  tally.batch = std::move(batch);
 }
 
 /// "A reply after the deadline is a deadline miss, whatever it holds": the

@@ -27,12 +27,28 @@ namespace gk::detail {
 /// ErrorCode.
 inline constexpr std::size_t kOutcomes = static_cast<std::size_t>(kLastErrorCode) + 1;
 
-/// The counters of one (message type, target). On a cache line of its own:
-/// the key beside it is read by submitting threads while an executor's
-/// thread counts here.
-struct alignas(64) TargetCounts {
-  std::array<std::atomic<std::uint64_t>, kOutcomes> outcomes{};
+class TargetTable;
+
+/// The counters of one (message type, target). The counters start a cache
+/// line of their own: the key and label before them are read by
+/// submitting threads while an executor's thread counts here.
+struct TargetCounts {
+  TargetCounts(TargetTable* owner, std::string label_) : table(owner), label(std::move(label_)) {}
+  TargetTable* const table;
+  /// The label of the requests counted here, "type target" ("call m:f";
+  /// "eval" when the target is empty), for TargetTable::last().
+  const std::string label;
+  alignas(64) std::array<std::atomic<std::uint64_t>, kOutcomes> outcomes{};
   std::atomic<std::uint64_t> slow{0};
+};
+
+/// A batch's counters: one entry for all its calls when they share a
+/// target (what pipelines send), else one per call.
+struct BatchTargets {
+  TargetTable* table = nullptr;
+  TargetCounts* all = nullptr;
+  std::vector<TargetCounts*> each;  ///< when `all` is null
+  std::size_t calls = 0;
 };
 
 /// The outcome index of a reply's error code (0 for none: "ok").
@@ -74,6 +90,12 @@ public:
     slow_calls_.fetch_add(1, std::memory_order_relaxed);
   }
 
+  /// The counters found last by with_counts() for a request that is not a
+  /// batch, or null: a hint that spares the lock when requests repeat a
+  /// target (compare its label with the request's). Lock-free.
+  TargetCounts* last() const noexcept { return last_.load(std::memory_order_acquire); }
+  void set_last(TargetCounts* counts) noexcept { last_.store(counts, std::memory_order_release); }
+
   /// Calls past the slow-call threshold, every target.
   std::uint64_t slow_calls() const noexcept { return slow_calls_.load(std::memory_order_relaxed); }
 
@@ -113,13 +135,23 @@ private:
       // Bounded: a host calling generated names cannot grow this.
       if (auto other = targets.find(kOther); other != targets.end())
         return &other->second;
-      return &targets.try_emplace(std::string(kOther)).first->second;
+      return &targets.try_emplace(std::string(kOther), this, label_of(type, kOther)).first->second;
     }
     ++entries_;
-    return &targets.try_emplace(std::string(target)).first->second;
+    return &targets.try_emplace(std::string(target), this, label_of(type, target)).first->second;
+  }
+
+  static std::string label_of(std::string_view type, std::string_view target) {
+    std::string label(type);
+    if (!target.empty()) {
+      label += ' ';
+      label += target;
+    }
+    return label;
   }
 
   using Targets = std::map<std::string, TargetCounts, std::less<>>;
+  std::atomic<TargetCounts*> last_{nullptr};
   mutable std::mutex m_;
   std::map<std::string, Targets, std::less<>> types_;
   std::size_t entries_ = 0;  // (type, target) entries, "other" ones not counted

@@ -86,7 +86,8 @@ TEST_CASE("a batch's replies count each call under its own target; a refused bat
   BatchRequest uniform;
   uniform.calls.assign(4, CallRequest("m:f"));
   auto refused = job_for(table, uniform, "batch", "batch of 4 (first: call m:f)");
-  CHECK(refused.targets.all != nullptr);  // one target: one entry for all
+  REQUIRE(refused.targets.batch != nullptr);
+  CHECK(refused.targets.batch->all != nullptr);  // one target: one entry for all
   detail::refuse(stats, refused, Error(ErrorCode::overloaded, "full"));
   targets = table.snapshot();
   CHECK(find(targets, "batch", "m:f")->count("overloaded") == 4);
