@@ -61,7 +61,7 @@ TEST_CASE("slow() counts a call past its threshold under its target and in the t
   CHECK(find(targets, "call", "m:f")->slow == 2);
 }
 
-TEST_CASE("a batch's replies count each call under its own target; a refused batch counts every call",
+TEST_CASE("a batch's replies count each call under its own target, and a refused batch counts every call",
           "[actors][stats]") {
   detail::TargetTable table;
   detail::StatsCollector stats;

@@ -61,7 +61,7 @@ bool still_running(pid_t pid, int& status) {
 
 } // namespace
 
-TEST_CASE("--metrics-file holds the run's metrics at its end, counting one request per record", "[cli][metrics]") {
+TEST_CASE("run --metrics-file holds the run's metrics at its end, counting one request per record", "[cli][metrics]") {
   auto dir = gk::test::temp_dir();
   auto job = write_nap_job(dir, "", "timeout = \"300ms\"\n");
   write_file(dir + "/in.jsonl", records(40, "0", 7));
@@ -92,7 +92,7 @@ TEST_CASE("--metrics-file holds the run's metrics at its end, counting one reque
                                                   "run.prom", "stderr.txt"});
 }
 
-TEST_CASE("--metrics-file is rewritten during a run, every --metrics-interval", "[cli][metrics]") {
+TEST_CASE("run --metrics-file rewrites the file during a run, every --metrics-interval", "[cli][metrics]") {
   auto dir = gk::test::temp_dir();
   // One record per request: the counts grow record by record.
   auto job = write_nap_job(dir, "", "timeout = \"2s\"\nbatch_size = 1\n");
@@ -130,7 +130,7 @@ TEST_CASE("--metrics-file is rewritten during a run, every --metrics-interval", 
   CHECK(metric_sum(last, "gilkeeper_requests_total", {{"type", "batch"}, {"target", kStage}, {"outcome", "ok"}}) == 20);
 }
 
-TEST_CASE("--metrics-listen serves GET /metrics during a run and stops with it", "[cli][metrics]") {
+TEST_CASE("run --metrics-listen serves GET /metrics during a run and stops with it", "[cli][metrics]") {
   auto dir = gk::test::temp_dir();
   // One record per request: the counts grow record by record.
   auto job = write_nap_job(dir, "", "timeout = \"2s\"\nbatch_size = 1\n");
@@ -192,7 +192,7 @@ TEST_CASE("--metrics-listen serves GET /metrics during a run and stops with it",
   CHECK(gk::test::run_command(fetch + " > /dev/null 2>&1") != 0);
 }
 
-TEST_CASE("--metrics-listen on an address that cannot be bound exits 2 before anything runs", "[cli][metrics]") {
+TEST_CASE("run --metrics-listen on an address that cannot be bound exits 2 before anything runs", "[cli][metrics]") {
   auto dir = gk::test::temp_dir();
   auto job = write_nap_job(dir);
   write_file(dir + "/in.jsonl", records(3, "0"));
