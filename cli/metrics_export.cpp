@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -157,6 +158,14 @@ bool MetricsExport::open(const MetricsExportOptions& options) {
     }
     server->thread = std::thread([s = server.get()] {
       pthread_setname_np(pthread_self(), "gk-metrics-http");
+      // cpp-httplib sends without MSG_NOSIGNAL: a client gone in the middle
+      // of a reply must not end the run with SIGPIPE. Blocked in this thread
+      // (the only one that writes to its sockets), the signal stays pending
+      // here and the send fails with EPIPE instead.
+      sigset_t pipe;
+      sigemptyset(&pipe);
+      sigaddset(&pipe, SIGPIPE);
+      pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
       s->http.listen_after_bind();
       s->ended = true;
     });

@@ -42,7 +42,7 @@ struct MetricsExportOptions {
 /// rename over it, so a reader sees the old text or the new one, never a
 /// torn one); `gk-metrics-http` serves GET /metrics one connection at a
 /// time (1 s read and write timeouts; 503 while no runtime is attached).
-/// Every member is thread-safe.
+/// open() is called once, first; the other members are thread-safe.
 class MetricsExport {
 public:
   MetricsExport();

@@ -256,6 +256,14 @@ TEST_CASE("thread isolation: metrics after ok calls, exceptions and a deadline m
         - metric_sum(m, "gilkeeper_request_seconds_bucket", {{"type", "call"}, {"le", "0.05"}})
         >= 1);
   CHECK(metric_sum(m, "gilkeeper_request_seconds_sum", {{"type", "call"}}) >= 0.09);
+
+  // After shutdown: the last counts.
+  double replies = metric_sum(m, "gilkeeper_requests_total");
+  rt.shutdown();
+  auto after = parsed(rt.metrics());
+  CHECK(metric_sum(after, "gilkeeper_requests_total") >= replies);
+  CHECK(metric_sum(after, "gilkeeper_requests_total", {{"type", "call"}, {"target", "gk_testmod:add"}, {"outcome", "ok"}})
+        == 3);
 }
 
 TEST_CASE("process isolation: metrics after exceptions, misses, a crash and a kill agree with stats()",
