@@ -32,7 +32,6 @@
 #include <memory>
 #include <string>
 #include <variant>
-#include <vector>
 
 namespace gk {
 

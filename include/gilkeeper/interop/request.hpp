@@ -132,10 +132,10 @@ struct TypeStats {
 /// Replies by outcome for one target of one message type. The target is
 /// what a request's label names after its type: `m:f` of "call m:f",
 /// `<Box>.add` of a call on a Ref, the module of an import, `m:a` of a
-/// getattr; empty for eval, exec and release. Each call of a batch counts
-/// on its own, under its own target, with type "batch". A runtime keeps at
-/// most kMaxTargets targets; requests to targets beyond them count under
-/// the target "other".
+/// getattr; empty for eval, exec, release and a getattr on a Ref. Each call
+/// of a batch counts on its own, under its own target, with type "batch". A
+/// runtime keeps at most kMaxTargets (type, target) pairs; requests to
+/// targets beyond them count under the target "other" (of their type).
 struct TargetStats {
   std::string target;
   std::string type;
@@ -153,7 +153,8 @@ struct TargetStats {
   }
 };
 
-/// The most targets a runtime counts on their own (see TargetStats).
+/// The most (type, target) pairs a runtime counts on their own (see
+/// TargetStats).
 inline constexpr std::size_t kMaxTargets = 1000;
 
 /// What `stats` replies.
