@@ -170,6 +170,8 @@ public:
     // interp_ is set before start() returns and never reset.
     s.capability_denials = capability_denials();
     s.python_version = Interpreter::python_version();
+    s.free_threaded = Interpreter::free_threaded();
+    s.gil_enabled = gil_enabled_.load(std::memory_order_relaxed);
     return s;
   }
 
@@ -846,8 +848,10 @@ private:
       add_process(e);
       return e;
     };
-    if (slow)
+    if (slow) {
+      stats_.slow(target);
       log::emit(make("slow_call", "has run", threshold));
+    }
     if (gil && gil_timeout_)
       log::emit(make("gil_timeout", "has held the interpreter for", *gil_timeout_));
   }

@@ -20,6 +20,7 @@
 /// independently of the executor. Only PyRuntime::submit reaches an
 /// executor (SubmitKey).
 
+#include "actors/detail/target_table.hpp"
 #include "gilkeeper/config/config.hpp"
 #include "gilkeeper/interop/context.hpp"
 #include "gilkeeper/interop/request.hpp"
@@ -41,6 +42,20 @@ using AnyRequest = std::variant<ImportRequest, CallRequest, EvalRequest, ExecReq
 using AnyReply = std::variant<Expected<Value>, BatchReply>;
 
 class DeadlineWatch;
+
+/// Where a job's replies are counted by target (detail::TargetTable): filled
+/// by the front door (PyRuntime::submit) for a job with a caller. Small on
+/// purpose: a Job above 256 bytes would take a std::deque node (an
+/// allocation) of its own in an executor's queue.
+struct TargetTally {
+  /// A request that is not a batch: its target's counters.
+  detail::TargetCounts* one = nullptr;
+  /// A batch: its calls' counters.
+  std::unique_ptr<detail::BatchTargets> batch;
+
+  /// The table the counters belong to; null when the job is not counted.
+  detail::TargetTable* table() const noexcept;
+};
 
 /// The arbiter of one request's reply: the executor and the caller's
 /// deadline (the runtime's `DeadlineWatch`) race to complete it; exactly one
@@ -106,6 +121,8 @@ struct Job {
   Deadline::time_point enqueued{};
   /// Null for fire-and-forget jobs (a Ref's release).
   std::shared_ptr<ReplySlot> slot;
+  /// Where its replies are counted by target (set on admission).
+  TargetTally targets;
 
   /// The deadline of the job once it started at `start`: its own, except
   /// for a batch whose calls time out from their own start (then the bound
@@ -117,6 +134,10 @@ struct Job {
     return Deadline::at(start + b->call_timeout * static_cast<std::int64_t>(std::max<std::size_t>(1, b->calls.size())));
   }
 };
+
+inline detail::TargetTable* TargetTally::table() const noexcept {
+  return one ? one->table : batch ? batch->table : nullptr;
+}
 
 /// The fire-and-forget job a Ref's last copy sends to release its object.
 inline Job release_job(std::uint64_t id, std::uint64_t epoch) {
@@ -182,6 +203,15 @@ public:
   /// interrupted, Python is finalized within `grace` (see ShutdownReport).
   /// Idempotent: later calls return the first report.
   virtual ShutdownReport shutdown(std::chrono::nanoseconds grace) = 0;
+
+  /// Replies by target and outcome, and slow calls: the front door points
+  /// each job at its counters here (Job::targets), the executor's
+  /// collector counts into them. Thread-safe; lives as long as the executor.
+  detail::TargetTable& targets() noexcept { return targets_; }
+  const detail::TargetTable& targets() const noexcept { return targets_; }
+
+private:
+  detail::TargetTable targets_;
 };
 
 /// Options of the thread executor beyond the config.

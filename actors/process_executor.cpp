@@ -92,6 +92,10 @@ Stats ProcessExecutor::stats() const {
   s.isolation = "process";
   s.capability_denials = denials_.load();
   s.python_version = Interpreter::python_version();
+  s.free_threaded = Interpreter::free_threaded();
+  // A free-threaded build's GIL, turned on by an import in a worker (its
+  // gil_enabled event).
+  s.gil_enabled = !s.free_threaded || gil_enabled_in_a_worker_.load();
   return s;
 }
 

@@ -1,5 +1,6 @@
 #include "actors/py_runtime_core.hpp"
 #include "actors/detail/blocking_context.hpp"
+#include "actors/detail/stats_collector.hpp"
 
 #include <algorithm>
 #include <condition_variable>
@@ -116,6 +117,8 @@ Deadline PyRuntime::submit(AnyRequest request, std::shared_ptr<ReplySlot> slot, 
       request);
   job.label = label_of(request, target);
   submitted_[request.index()].fetch_add(1, std::memory_order_relaxed);
+  if (slot)
+    detail::tally_targets(executor_->targets(), request, job);
   job.request = std::move(request);
   const CancelToken* parent_token = options.parent && options.parent->cancel.can_be_cancelled() ? &options.parent->cancel : nullptr;
   bool cancellable = slot && (options.cancellable || parent_token);
@@ -193,6 +196,8 @@ Stats PyRuntime::stats() const {
   static constexpr const char* kTypes[] = {"import", "call", "eval", "exec", "getattr", "release", "batch"};
   static_assert(std::size(kTypes) == std::variant_size_v<AnyRequest>);
   Stats s = executor_->stats();
+  s.targets = executor_->targets().snapshot();
+  s.slow_calls = executor_->targets().slow_calls();
   for (std::size_t i = 0; i < submitted_.size(); ++i) {
     auto n = submitted_[i].load(std::memory_order_relaxed);
     if (n == 0)

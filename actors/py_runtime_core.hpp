@@ -14,7 +14,9 @@
 //   - the request gets its message type and its label for messages;
 //   - the caller's side of the deadline is handed to the runtime's one
 //     DeadlineWatch (no timer per request);
-//   - the request is counted, by type, as it passes (`TypeStats::submitted`).
+//   - the request is counted, by type, as it passes (`TypeStats::submitted`),
+//     and a request with a caller is pointed at its target's counters in
+//     the executor's TargetTable, where its reply is counted by outcome.
 // Only this class holds the key (`SubmitKey`) that `Executor::submit` needs,
 // so no other code can reach an executor.
 //
@@ -88,7 +90,8 @@ public:
   }
   const DeadlinePolicy& policy() const noexcept { return policy_; }
 
-  /// The executor's counters with the submissions counted here.
+  /// The executor's counters with the submissions counted here and the
+  /// replies by target.
   Stats stats() const;
   /// See Executor::dump.
   std::string dump(std::chrono::milliseconds wait) const { return executor_->dump(wait); }

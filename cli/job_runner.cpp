@@ -7,6 +7,7 @@
 #include "cli/job_setup.hpp"
 #include "cli/json_value.hpp"
 #include "cli/line_file.hpp"
+#include "cli/metrics_export.hpp"
 #include "cli/progress.hpp"
 #include "cli/resume.hpp"
 #include "cli/say.hpp"
@@ -549,6 +550,35 @@ void stop_runtime(std::unique_ptr<Runtime>& rt, int status) {
   rt.reset();
 }
 
+// Opens `--metrics-file` / `--metrics-listen`, if given: false (said on
+// stderr) when the file cannot be written there or the address not bound.
+bool open_metrics(const RunOptions& options, MetricsExport& metrics) {
+  if (options.metrics_file.empty() && options.metrics_listen.empty())
+    return true;
+  MetricsExportOptions o;
+  if (!options.metrics_file.empty()) {
+    if (options.metrics_file == "-") {
+      say("--metrics-file needs a file (it is rewritten whole, by a rename), not -");
+      return false;
+    }
+    auto interval = parse_duration(options.metrics_interval);
+    if (!interval || interval->count() <= 0) {
+      say("--metrics-interval " + options.metrics_interval + ": expected a duration above zero, like 5s or 500ms");
+      return false;
+    }
+    o.file = options.metrics_file;
+    o.interval = *interval;
+  }
+  if (!options.metrics_listen.empty()) {
+    o.listen = parse_listen_address(options.metrics_listen);
+    if (!o.listen) {
+      say("--metrics-listen " + options.metrics_listen + ": expected [ADDR:]PORT, like 9100 or 127.0.0.1:9100");
+      return false;
+    }
+  }
+  return metrics.open(o);
+}
+
 } // namespace
 
 std::string default_errors_path(const std::string& output) {
@@ -638,6 +668,11 @@ int run_job(const RunOptions& options) {
 
   // Interrupted already: no runtime to start, nothing to run.
   std::unique_ptr<Runtime> rt;
+  // Declared after the runtime: on every way out it lets go of the runtime
+  // before the runtime stops.
+  MetricsExport metrics;
+  if (!open_metrics(options, metrics))
+    return exit_usage;
   if (!stops.stopped()) {
     rt = start_runtime(job);
     if (!rt)
@@ -655,7 +690,10 @@ int run_job(const RunOptions& options) {
       return exit_usage;
     }
   }
+  if (rt)
+    metrics.attach(*rt);
   auto leave = [&](int status) {
+    metrics.finish(false);
     if (rt)
       stop_runtime(rt, status);
     return status;
@@ -701,6 +739,8 @@ int run_job(const RunOptions& options) {
   bool interrupted = stops.signal() != 0;
   if (rt)
     run.set_restarts(rt->stats());
+  // The run's last metrics, before the runtime stops.
+  metrics.finish(true);
   if (!read_ok)
     say("reading the input " + options.input + " failed: " + std::strerror(errno));
   // The summary comes after the lines it counts are in the files (and

@@ -51,6 +51,13 @@ struct RunOptions {
   /// `--log FILE` and `--log-format text|json`: win over the job's `[log]`.
   std::string log_file;
   std::string log_format;
+  /// Empty: none. Rewritten with the runtime's metrics every
+  /// `metrics_interval` and at the end of the run.
+  std::string metrics_file;
+  /// A duration (`5s`, `500ms`).
+  std::string metrics_interval = "5s";
+  /// Empty: none. `[ADDR:]PORT` to serve GET /metrics on.
+  std::string metrics_listen;
 };
 
 /// How a run shows its progress on stderr.

@@ -200,7 +200,7 @@ bool replace_file(const std::string& path, const std::string& text, const char* 
 bool same_files(const RunOptions& options, const std::string& errors_path) {
   std::vector<std::pair<std::string, std::string>> files = {
       {"--input", options.input}, {"--output", options.output}, {"--errors", errors_path},
-      {"--summary-json", options.summary_json}};
+      {"--summary-json", options.summary_json}, {"--metrics-file", options.metrics_file}};
   for (std::size_t i = 0; i < files.size(); ++i) {
     for (std::size_t j = i + 1; j < files.size(); ++j) {
       auto& [name_a, a] = files[i];

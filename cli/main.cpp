@@ -2,6 +2,7 @@
 // Python callables over JSONL records; `gilkeeper check JOB.toml` validates a
 // job. See docs/cli.md.
 #include "job_runner.hpp"
+#include "metrics_export.hpp"
 #include "stop_signals.hpp"
 #include "sync_policy.hpp"
 
@@ -77,6 +78,29 @@ int main(int argc, char** argv) {
           },
           "POLICY"))
       ->capture_default_str();
+
+  run_cmd->add_option("--metrics-file", run.metrics_file,
+                      "Rewrite this file with the runtime's metrics (Prometheus text format) every "
+                      "--metrics-interval and at the end of the run");
+  run_cmd->add_option("--metrics-interval", run.metrics_interval, "How often --metrics-file is rewritten")
+      ->check(CLI::Validator(
+          [](std::string& text) {
+            auto d = gk::parse_duration(text);
+            return d && d->count() > 0 ? std::string()
+                                       : "expected a duration above zero (like 5s or 500ms), got \"" + text + "\"";
+          },
+          "DURATION"))
+      ->capture_default_str();
+  run_cmd->add_option("--metrics-listen", run.metrics_listen,
+                      "Serve the runtime's metrics at GET /metrics on [ADDR:]PORT (ADDR defaults to 127.0.0.1; "
+                      "port 0 picks a free one)")
+      ->check(CLI::Validator(
+          [](std::string& text) {
+            return parse_listen_address(text) ? std::string()
+                                              : "expected [ADDR:]PORT (9100, 127.0.0.1:9100, [::1]:9100), got \""
+                                                    + text + "\"";
+          },
+          "[ADDR:]PORT"));
 
   std::string check_job_path;
   auto* check_cmd = app.add_subcommand("check", "Validate a job: its file and every stage's callable");

@@ -6,6 +6,7 @@
 #include "interop/detail/py.hpp"
 
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <mutex>
 #include <sys/mman.h>
@@ -25,6 +26,13 @@ namespace {
 struct sigaction g_python_interrupt_action {};
 
 void interrupt_front(int signo, siginfo_t* info, void* context) {
+  // The interrupted code's errno survives this handler (the stack's write
+  // and the clock read may set it; ThreadSanitizer caught it).
+  const int saved_errno = errno;
+  struct RestoreErrno {
+    int value;
+    ~RestoreErrno() { errno = value; }
+  } restore{saved_errno};
   // PyGILState_GetThisThreadState reads a thread-specific key: async-signal-
   // safe in practice, as _PyThreadState_UncheckedGet is an atomic load.
   PyThreadState* self = PyGILState_GetThisThreadState();

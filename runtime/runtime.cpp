@@ -1,6 +1,7 @@
 #include "gilkeeper/runtime/runtime.hpp"
 #include "gilkeeper/config/log.hpp"
 #include "runtime/detail/future_state.hpp"
+#include "runtime/detail/metrics.hpp"
 #include "runtime/detail/runtime_impl.hpp"
 
 #include "gilkeeper/actors/messages.hpp"
@@ -233,6 +234,10 @@ Stats Runtime::stats() const {
 
 std::string Runtime::dump() const {
   return impl_->core->dump(std::chrono::milliseconds(500));
+}
+
+std::string Runtime::metrics() const {
+  return detail::metrics_text(stats(), GK_VERSION);
 }
 
 ShutdownReport Runtime::shutdown() {

@@ -1,6 +1,8 @@
 #include "support.hpp"
 #include "support_log.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -61,6 +63,63 @@ std::string temp_dir() {
   char tmpl[] = "/tmp/gk-test-XXXXXX";
   char* d = mkdtemp(tmpl);
   return d ? std::string(d) : std::string("/tmp");
+}
+
+bool parse_metrics(const std::string& text, std::vector<MetricSample>& samples, std::string& error) {
+  std::string dir = temp_dir();
+  std::string path = dir + "/metrics.txt";
+  std::ofstream(path, std::ios::binary) << text;
+  // One JSON line per sample: [family, type, name, labels, value].
+  std::string script =
+      "import json, sys\n"
+      "from prometheus_client.parser import text_string_to_metric_families\n"
+      "for f in text_string_to_metric_families(open(sys.argv[1]).read()):\n"
+      "    for s in f.samples:\n"
+      "        print(json.dumps([f.name, f.type, s.name, s.labels, s.value]))\n";
+  std::string script_path = dir + "/parse.py";
+  std::ofstream(script_path) << script;
+  std::string out;
+  int status = run_command("/usr/bin/python3 " + script_path + " " + path + " 2>&1", &out);
+  samples.clear();
+  if (status != 0) {
+    error = "prometheus_client's parser refused it (status " + std::to_string(status) + "): " + out;
+    return false;
+  }
+  std::istringstream lines(out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.is_array() || j.size() != 5) {
+      error = "unexpected parser output: " + line;
+      return false;
+    }
+    MetricSample m;
+    m.family = j[0].get<std::string>();
+    m.type = j[1].get<std::string>();
+    m.name = j[2].get<std::string>();
+    for (auto& [k, v] : j[3].items())
+      m.labels[k] = v.get<std::string>();
+    m.value = j[4].get<double>();
+    samples.push_back(std::move(m));
+  }
+  return true;
+}
+
+double metric_sum(const std::vector<MetricSample>& samples, const std::string& name,
+                  const std::map<std::string, std::string>& labels) {
+  double sum = 0;
+  for (auto& s : samples) {
+    if (s.name != name)
+      continue;
+    bool match = true;
+    for (auto& [k, v] : labels) {
+      auto it = s.labels.find(k);
+      match = match && it != s.labels.end() && it->second == v;
+    }
+    if (match)
+      sum += s.value;
+  }
+  return sum;
 }
 
 } // namespace gk::test

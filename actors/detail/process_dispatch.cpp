@@ -328,6 +328,10 @@ bool ProcessExecutor::service(Child& c) {
       }
       if (!e.field("worker_pid"))
         e.with("worker_pid", static_cast<std::int64_t>(c.pid));
+      if (e.name == "slow_call")
+        stats_.slow(e.text("target"));
+      else if (e.name == "gil_enabled")
+        gil_enabled_in_a_worker_ = true;
       log::emit(std::move(e));
     }
   }

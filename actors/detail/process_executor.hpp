@@ -120,7 +120,8 @@ private:
   std::set<std::string> modules_seen_;
 
   std::atomic<std::uint64_t> live_refs_{0};
-  std::atomic<std::uint64_t> denials_{0};  // summed over every child, dead ones too
+  std::atomic<std::uint64_t> denials_{0};
+  std::atomic<bool> gil_enabled_in_a_worker_{false};  // summed over every child, dead ones too
   detail::StatsCollector stats_;
   std::once_flag shutdown_once_;
   ShutdownReport report_;

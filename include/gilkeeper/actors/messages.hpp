@@ -250,16 +250,27 @@ typename Inspector::result_type inspect(Inspector& f, StatsRequest&) {
 }
 
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, LatencyBuckets& x) {
+  return f(caf::meta::type_name("LatencyBuckets"), x.le_seconds, x.cumulative, x.sum_seconds, x.count);
+}
+
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, TypeStats& x) {
   return f(caf::meta::type_name("TypeStats"), x.type, x.submitted, x.calls, x.errors, x.missed_queued, x.missed_soft,
-           x.missed_hard, x.queue_p50_us, x.queue_p99_us, x.run_p50_us, x.run_p99_us);
+           x.missed_hard, x.queue_p50_us, x.queue_p99_us, x.run_p50_us, x.run_p99_us, x.queue_histogram,
+           x.run_histogram);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, TargetStats& x) {
+  return f(caf::meta::type_name("TargetStats"), x.target, x.type, x.outcomes, x.slow);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Stats& x) {
-  return f(caf::meta::type_name("Stats"), x.types, x.live_refs, x.queued, x.wedged, x.wedged_count, x.restarts,
-           x.restarts_by_cause, x.workers, x.rss_bytes, x.capability_denials, x.isolation, x.python_version,
-           x.gil_enabled);
+  return f(caf::meta::type_name("Stats"), x.types, x.targets, x.slow_calls, x.live_refs, x.queued, x.wedged,
+           x.wedged_count, x.restarts, x.restarts_by_cause, x.workers, x.rss_bytes, x.capability_denials,
+           x.isolation, x.python_version, x.gil_enabled, x.free_threaded);
 }
 
 template <class Inspector>

@@ -13,8 +13,10 @@
 #include "gilkeeper/interop/expected.hpp"
 #include "gilkeeper/interop/value.hpp"
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace gk {
@@ -102,6 +104,16 @@ struct BatchReply {
 /// `stats`: counters and timings.
 struct StatsRequest {};
 
+/// A latency histogram in the form Prometheus exposes one: cumulative
+/// counts at fixed upper bounds, a sum and a count. The bounds are shared by
+/// every histogram of a runtime (5 us to 5 min).
+struct LatencyBuckets {
+  std::vector<double> le_seconds;           ///< upper bounds, ascending
+  std::vector<std::uint64_t> cumulative;    ///< observations at or below each bound
+  double sum_seconds = 0;                   ///< sum of every observation
+  std::uint64_t count = 0;                  ///< observations (the +Inf bucket)
+};
+
 /// Counters and latency percentiles for one message type.
 struct TypeStats {
   std::string type;              ///< "call", "eval", ...
@@ -113,11 +125,43 @@ struct TypeStats {
   std::uint64_t missed_hard = 0;    ///< killed after the grace period
   double queue_p50_us = 0, queue_p99_us = 0;  ///< time from submit to start
   double run_p50_us = 0, run_p99_us = 0;      ///< time running
+  LatencyBuckets queue_histogram;  ///< time from submit to start, in buckets
+  LatencyBuckets run_histogram;    ///< time running, in buckets
 };
+
+/// Replies by outcome for one target of one message type. The target is
+/// what a request's label names after its type: `m:f` of "call m:f",
+/// `<Box>.add` of a call on a Ref, the module of an import, `m:a` of a
+/// getattr; empty for eval, exec, release and a getattr on a Ref. Each call
+/// of a batch counts on its own, under its own target, with type "batch". A
+/// runtime keeps at most kMaxTargets (type, target) pairs; requests to
+/// targets beyond them count under the target "other" (of their type).
+struct TargetStats {
+  std::string target;
+  std::string type;
+  /// Replies by outcome: "ok", or the ErrorCode's name ("python_exception",
+  /// "deadline_exceeded", ...); only outcomes that occurred.
+  std::vector<std::pair<std::string, std::uint64_t>> outcomes;
+  std::uint64_t slow = 0;  ///< calls past the slow-call threshold
+
+  /// The replies with `outcome`; 0 when none.
+  std::uint64_t count(const std::string& outcome) const {
+    for (auto& [name, n] : outcomes)
+      if (name == outcome)
+        return n;
+    return 0;
+  }
+};
+
+/// The most (type, target) pairs a runtime counts on their own (see
+/// TargetStats).
+inline constexpr std::size_t kMaxTargets = 1000;
 
 /// What `stats` replies.
 struct Stats {
   std::vector<TypeStats> types;  ///< one per message type seen
+  std::vector<TargetStats> targets;  ///< one per (type, target) with a reply or a slow call
+  std::uint64_t slow_calls = 0;      ///< calls past the slow-call threshold, every target
   std::uint64_t live_refs = 0;   ///< handles in the table
   std::uint64_t queued = 0;      ///< requests waiting right now
   bool wedged = false;           ///< stuck in native code past grace
@@ -132,11 +176,19 @@ struct Stats {
   std::string isolation;         ///< "thread" or "process"
   std::string python_version;    ///< e.g. "3.11.2"
   bool gil_enabled = true;       ///< false only on a free-threaded build with the GIL off
+  bool free_threaded = false;    ///< a free-threaded build (3.13t); never Debian's 3.11
 
   /// The entry for a type, or nullptr.
   const TypeStats* type(const std::string& name) const {
     for (auto& t : types)
       if (t.type == name)
+        return &t;
+    return nullptr;
+  }
+  /// The entry for a message type and a target, or nullptr.
+  const TargetStats* target(const std::string& type_name, const std::string& name) const {
+    for (auto& t : targets)
+      if (t.type == type_name && t.target == name)
         return &t;
     return nullptr;
   }

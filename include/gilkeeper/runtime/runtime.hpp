@@ -171,6 +171,12 @@ public:
   /// worker process's answer. Thread-safe.
   std::string dump() const;
 
+  /// Every counter, histogram and gauge of stats() in the Prometheus text
+  /// exposition format 0.0.4 (`text/plain; version=0.0.4`), the body of a
+  /// scrape; docs/metrics.md lists the metrics. Thread-safe; answers even
+  /// while the interpreter is stuck, and after shutdown() (the last counts).
+  std::string metrics() const;
+
   /// Stops the runtime: queued requests get `runtime_stopped`, the running
   /// call is interrupted, non-daemon Python threads get
   /// `runtime.shutdown_grace` to end; the report lists leaked Refs and what
