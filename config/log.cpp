@@ -143,6 +143,22 @@ void write_batch(Logger& l, std::deque<LogEvent>& batch, std::uint64_t dropped) 
     writer->flush();
 }
 
+// Writes whatever is queued, on the calling thread, in order with any other
+// writer (the logger's thread, flush()).
+void drain(Logger& l) {
+  std::lock_guard<std::mutex> w(l.write_mutex);
+  std::deque<LogEvent> batch;
+  std::uint64_t dropped = 0;
+  {
+    std::lock_guard<std::mutex> g(l.mutex);
+    batch.swap(l.queue);
+    dropped = std::exchange(l.dropped, 0);
+    l.urgent = false;
+  }
+  if (!batch.empty() || dropped > 0)
+    write_batch(l, batch, dropped);
+}
+
 // The writer thread ("gk-log"): events are written off the threads that
 // log them (a trace on the interpreter's thread costs a queue push), in
 // batches a few milliseconds apart, alerts at once.
@@ -159,16 +175,7 @@ void writer_loop(Logger& l) {
         l.cv.wait_for(lk, std::chrono::milliseconds(5), [&] { return l.urgent; });
       }
     }
-    std::lock_guard<std::mutex> w(l.write_mutex);
-    std::deque<LogEvent> batch;
-    std::uint64_t dropped = 0;
-    {
-      std::lock_guard<std::mutex> g(l.mutex);
-      batch.swap(l.queue);
-      dropped = std::exchange(l.dropped, 0);
-      l.urgent = false;
-    }
-    write_batch(l, batch, dropped);
+    drain(l);
   }
 }
 
@@ -323,17 +330,7 @@ void emit(LogEvent event) {
 }
 
 void flush() {
-  auto& l = logger();
-  std::lock_guard<std::mutex> w(l.write_mutex);
-  std::deque<LogEvent> batch;
-  std::uint64_t dropped = 0;
-  {
-    std::lock_guard<std::mutex> g(l.mutex);
-    batch.swap(l.queue);
-    dropped = std::exchange(l.dropped, 0);
-  }
-  if (!batch.empty() || dropped > 0)
-    write_batch(l, batch, dropped);
+  drain(logger());
 }
 
 } // namespace log

@@ -7,12 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include <csignal>
-#include <fcntl.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <thread>
-
-extern char** environ;
 
 using Json = nlohmann::json;
 using namespace std::chrono_literals;
@@ -25,29 +21,19 @@ void dump_during_run(const std::string& isolation) {
   write_file(dir + "/job.toml", "[python]\npath = [\"" + kData + "\"]\n[runtime]\nisolation = \"" + isolation
                                     + "\"\n[[stage]]\nname = \"nap\"\ncall = \"gk_cli_stages:maybe_sleep\"\n");
   std::string input;
-  const int records = 40;
+  // Records of 0.5 s: the dump lands in the middle of one, not between two.
+  const int records = 6;
   for (int i = 1; i <= records; ++i)
-    input += "{\"id\": " + std::to_string(i) + ", \"sleep\": 0.05}\n";
+    input += "{\"id\": " + std::to_string(i) + ", \"sleep\": 0.5}\n";
   write_file(dir + "/in.jsonl", input);
   std::string out = dir + "/out.jsonl", summary = dir + "/s.json", err = dir + "/stderr.txt";
-  std::vector<std::string> args = {GK_CLI_PATH, "run",  dir + "/job.toml", "--input",    dir + "/in.jsonl",
-                                   "--output",  out,    "--summary-json",  summary,      "--progress",
-                                   "never"};
-  std::vector<char*> argv;
-  for (auto& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = -1;
-  REQUIRE(posix_spawn(&pid, GK_CLI_PATH, &actions, nullptr, argv.data(), environ) == 0);
-  posix_spawn_file_actions_destroy(&actions);
-  // The run takes about 2 s (40 records of 50 ms, one at a time).
-  std::this_thread::sleep_for(800ms);
+  pid_t pid = spawn_cli({"run", dir + "/job.toml", "--input", dir + "/in.jsonl", "--output", out, "--summary-json",
+                         summary, "--progress", "never"},
+                        err);
+  // The run takes about 3 s (one record at a time): 1.25 s is mid-record.
+  std::this_thread::sleep_for(1250ms);
   ::kill(pid, SIGQUIT);
-  int status = 0;
-  waitpid(pid, &status, 0);
+  int status = wait_child(pid);
   std::string stderr_text = gk::test::read_file(err);
   CAPTURE(stderr_text);
   REQUIRE(WIFEXITED(status));
