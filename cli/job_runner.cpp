@@ -600,6 +600,14 @@ int run_job(const RunOptions& options) {
   Config job;
   if (!load_job(options.job, job))
     return exit_usage;
+  // The environment switches (GILKEEPER_TRACE, ...): a bad value is a usage
+  // error, said before anything starts (the runtime applies them too).
+  try {
+    apply_environment(job);
+  } catch (const ConfigError& e) {
+    say(e.what());
+    return exit_usage;
+  }
   // The logger: --log and --log-format win over the job's [log].
   if (!options.log_file.empty() || !options.log_format.empty()) {
     job.log.configured = true;

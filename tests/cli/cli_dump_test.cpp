@@ -60,3 +60,20 @@ TEST_CASE("SIGQUIT during a run prints the running record's stack and the run fi
 TEST_CASE("SIGQUIT during a process-isolation run prints the workers and their stacks", "[cli][dump][process]") {
   dump_during_run("process");
 }
+
+TEST_CASE("a bad GILKEEPER_TRACE is a usage error naming the variable, and nothing runs", "[cli][observability]") {
+  auto dir = gk::test::temp_dir();
+  write_file(dir + "/job.toml", "[python]\npath = [\"" + kData + "\"]\n[[stage]]\nname = \"nap\"\n"
+                                    "call = \"gk_cli_stages:maybe_sleep\"\n");
+  write_file(dir + "/in.jsonl", "{\"id\": 1}\n");
+  ::setenv("GILKEEPER_TRACE", "gil,everything", 1);
+  int status = run_cli({"run", dir + "/job.toml", "--input", dir + "/in.jsonl", "--output", dir + "/out.jsonl"},
+                       dir + "/stderr.txt");
+  ::unsetenv("GILKEEPER_TRACE");
+  auto err = gk::test::read_file(dir + "/stderr.txt");
+  CAPTURE(err);
+  CHECK(status == 2);
+  CHECK(err.find("GILKEEPER_TRACE") != std::string::npos);
+  CHECK(err.find("everything") != std::string::npos);
+  CHECK(gk::test::read_file(dir + "/out.jsonl").empty());
+}
