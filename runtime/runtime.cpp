@@ -233,7 +233,7 @@ Stats Runtime::stats() const {
 }
 
 std::string Runtime::dump() const {
-  return impl_->core->dump(std::chrono::milliseconds(500));
+  return impl_->core->dump(std::chrono::milliseconds(1000));
 }
 
 std::string Runtime::metrics() const {

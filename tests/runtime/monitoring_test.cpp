@@ -277,8 +277,15 @@ TEST_CASE("Runtime::dump in process isolation shows each worker process and the 
   REQUIRE(rt.call("gk_testmod:add", {1, 1}).has_value());
   auto a = rt.call_async("gk_testmod:sleep_for", {2.0}, {}, within(10000ms));
   auto b = rt.call_async("gk_testmod:spin_native", {2.0}, {}, within(10000ms));
-  std::this_thread::sleep_for(300ms);
-  auto dump = rt.dump();
+  // Until both run (the second worker may still be starting): each dump
+  // shows the queue meanwhile.
+  std::string dump;
+  auto t0 = std::chrono::steady_clock::now();
+  do {
+    std::this_thread::sleep_for(100ms);
+    dump = rt.dump();
+  } while (test::ms_since(t0) < 1500 && (dump.find("running: call gk_testmod:spin_native") == std::string::npos
+                                         || dump.find("running: call gk_testmod:sleep_for") == std::string::npos));
   CAPTURE(dump);
   CHECK(dump.find("supervisor (process isolation, 2 worker(s)") != std::string::npos);
   CHECK(dump.find(": busy, ") != std::string::npos);

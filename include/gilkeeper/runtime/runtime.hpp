@@ -167,7 +167,7 @@ public:
   /// request of each interpreter with its current Python stack, the
   /// requests queued (oldest first, with their ages and deadlines), and in
   /// process isolation each worker process's pid, state and request. Takes
-  /// the stacks without stopping anything; waits at most about 0.5 s for a
+  /// the stacks without stopping anything; waits at most about 1 s for a
   /// worker process's answer. Thread-safe.
   std::string dump() const;
 
