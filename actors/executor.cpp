@@ -30,6 +30,28 @@ std::string where_of(const std::string& label) {
   return label.substr(space + 1);
 }
 
+std::string dump_ms(std::chrono::nanoseconds d) {
+  return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
+}
+
+std::string describe_queue(const std::deque<Job>& queue, Deadline::time_point now) {
+  constexpr std::size_t kShown = 50;
+  std::string out = "  queued: " + std::to_string(queue.size()) + (queue.empty() ? "\n" : ", oldest first:\n");
+  std::size_t shown = 0;
+  for (auto& j : queue) {
+    if (++shown > kShown) {
+      out += "    ... and " + std::to_string(queue.size() - kShown) + " more\n";
+      break;
+    }
+    out += "    " + j.label + ": queued " + dump_ms(now - j.enqueued)
+           + (!j.deadline.is_finite() ? std::string()
+              : j.deadline.expired(now) ? std::string(", deadline passed (answered)")
+                                        : ", deadline in " + dump_ms(j.deadline.when() - now))
+           + "\n";
+  }
+  return out;
+}
+
 Error deadline_error(int slot_state, const std::string& label) {
   Error e = slot_state == ReplySlot::queued
                 ? Error::deadline(DeadlinePhase::queued, label + ": deadline passed while queued (it never ran)")
@@ -177,9 +199,7 @@ public:
 
   std::string dump(std::chrono::milliseconds wait) override {
     auto now = clock::now();
-    auto ms = [](clock::duration d) {
-      return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
-    };
+    auto ms = [](clock::duration d) { return dump_ms(d); };
     std::string out = "interpreter (" + std::string(options_.host_owned_refs ? "worker process " + std::to_string(::getpid())
                                                                             : std::string("thread isolation"))
                       + ", Python " + Interpreter::python_version() + ")\n";
@@ -230,18 +250,7 @@ public:
       }
     }
     std::lock_guard<std::mutex> lk(mutex_);
-    out += "  queued: " + std::to_string(queue_.size()) + (queue_.empty() ? "\n" : ", oldest first:\n");
-    std::size_t shown = 0;
-    for (auto& j : queue_) {
-      if (++shown > kDumpQueued) {
-        out += "    ... and " + std::to_string(queue_.size() - kDumpQueued) + " more\n";
-        break;
-      }
-      out += "    " + j.label + ": queued " + ms(now - j.enqueued)
-             + (j.deadline.is_finite() ? j.deadline.expired(now) ? ", deadline passed (answered)" : ", deadline in " + ms(j.deadline.when() - now)
-                                       : std::string())
-             + "\n";
-    }
+    out += describe_queue(queue_, now);
     return out;
   }
 
@@ -1069,8 +1078,6 @@ private:
   std::deque<Job> queue_;
   // The queue length at which drop_answered() looks again.
   static constexpr std::size_t kDropAnsweredMin = 1024;
-  // The most queued requests a dump lists.
-  static constexpr std::size_t kDumpQueued = 50;
   static constexpr auto kDropAnsweredPeriod = std::chrono::milliseconds(10);
   std::size_t drop_answered_at_ = kDropAnsweredMin;
   clock::time_point next_full_sweep_{};

@@ -25,6 +25,7 @@
 #include "gilkeeper/interop/context.hpp"
 #include "gilkeeper/interop/request.hpp"
 
+#include <deque>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -147,6 +148,13 @@ inline Job release_job(std::uint64_t id, std::uint64_t epoch) {
   job.label = "release";
   return job;
 }
+
+/// A dump's lines for a queue (Executor::dump): how many, then each one
+/// oldest first (at most 50) with its age and deadline.
+std::string describe_queue(const std::deque<Job>& queue, Deadline::time_point now);
+
+/// A duration as a dump writes it: "12 ms".
+std::string dump_ms(std::chrono::nanoseconds d);
 
 /// The target named by a request's label (`Error::where`): `m:f` of
 /// "call m:f", `<T>.m` of "call <T>.m", the module of "import m"; empty for

@@ -387,9 +387,7 @@ void ProcessExecutor::serve_dump() {
     ask = dump_ask_;
   }
   auto now = clock::now();
-  auto ms = [](clock::duration d) {
-    return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
-  };
+  auto ms = [](clock::duration d) { return dump_ms(d); };
   auto state_name = [](Child::State s) {
     switch (s) {
       case Child::State::starting: return "starting";
@@ -423,18 +421,7 @@ void ProcessExecutor::serve_dump() {
   }
   {
     std::lock_guard<std::mutex> lk(mutex_);
-    out += "  queued: " + std::to_string(queue_.size()) + (queue_.empty() ? "\n" : ", oldest first:\n");
-    std::size_t shown = 0;
-    for (auto& j : queue_) {
-      if (++shown > 50) {
-        out += "    ... and " + std::to_string(queue_.size() - 50) + " more\n";
-        break;
-      }
-      out += "    " + j.label + ": queued " + ms(now - j.enqueued)
-             + (j.deadline.is_finite() && !j.deadline.expired(now) ? ", deadline in " + ms(j.deadline.when() - now)
-                                                                   : std::string())
-             + "\n";
-    }
+    out += describe_queue(queue_, now);
     ask->host = std::move(out);
     ask->asked = std::move(asked);
     ask->host_done = true;

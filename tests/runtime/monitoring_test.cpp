@@ -35,6 +35,19 @@ SlowCall watch_slow(test::EventLog& events, Runtime& rt, const std::string& targ
   return out;
 }
 
+// Calls a function that keeps 1 MiB per call until the leak check reports
+// it (at most 5 s).
+std::optional<test::EventLog::Entry> leak_until_reported(test::EventLog& events, Runtime& rt) {
+  auto t0 = std::chrono::steady_clock::now();
+  std::optional<test::EventLog::Entry> leak;
+  while (!leak && test::ms_since(t0) < 5000) {
+    REQUIRE(rt.call("gk_testmod:leak_mb").has_value());
+    std::this_thread::sleep_for(20ms);
+    leak = events.wait_for("leak_suspected", 0ms);
+  }
+  return leak;
+}
+
 } // namespace
 
 TEST_CASE("a slow call's stack is logged while it runs, naming the line that sleeps", "[monitoring][slow]") {
@@ -184,12 +197,7 @@ TEST_CASE("detect_leaks names the allocating line of a function that leaks 1 MiB
   int line = test::line_of(kTestMod, "_hoard.append(bytearray(1 << 20))");
   REQUIRE(line > 0);
   auto t0 = std::chrono::steady_clock::now();
-  std::optional<test::EventLog::Entry> leak;
-  while (!leak && test::ms_since(t0) < 5000) {
-    REQUIRE(rt.call("gk_testmod:leak_mb").has_value());
-    std::this_thread::sleep_for(20ms);
-    leak = events.wait_for("leak_suspected", 0ms);
-  }
+  auto leak = leak_until_reported(events, rt);
   REQUIRE(leak);
   CAPTURE(log::to_text(leak->event));
   // Within three check intervals of the first call (plus the checks' own
@@ -202,13 +210,7 @@ TEST_CASE("detect_leaks names the allocating line of a function that leaks 1 MiB
 TEST_CASE("detect_leaks in a worker process reports through the host's log", "[monitoring][memory][process]") {
   test::EventLog events;
   Runtime rt(test::process_config("[debug.memory]\ndetect_leaks = true\ncheck_interval = \"200ms\"\n"));
-  auto t0 = std::chrono::steady_clock::now();
-  std::optional<test::EventLog::Entry> leak;
-  while (!leak && test::ms_since(t0) < 5000) {
-    REQUIRE(rt.call("gk_testmod:leak_mb").has_value());
-    std::this_thread::sleep_for(20ms);
-    leak = events.wait_for("leak_suspected", 0ms);
-  }
+  auto leak = leak_until_reported(events, rt);
   REQUIRE(leak);
   CHECK(leak->event.text("top_site").find("gk_testmod.py:") != std::string::npos);
   CHECK(leak->event.text("worker_pid") != "");
