@@ -91,12 +91,16 @@ typename Inspector::result_type inspect(Inspector& f, LogEvent& x) {
   std::int64_t time = std::chrono::duration_cast<std::chrono::nanoseconds>(x.time.time_since_epoch()).count();
   auto level = static_cast<std::uint8_t>(x.level);
   std::vector<std::string> keys, strings;
-  std::vector<std::uint8_t> kinds;
+  // The kinds as a string, not a vector of bytes: CAF's deserializer sizes a
+  // byte vector by the count it reads before it checks that many bytes are
+  // left (a corrupt count allocated 4 GiB; found by the wire fuzzer); a
+  // string is checked first.
+  std::string kinds;
   std::vector<std::int64_t> ints;
   std::vector<double> doubles;
   for (auto& field : x.fields) {
     keys.push_back(field.key);
-    kinds.push_back(static_cast<std::uint8_t>(field.value.index()));
+    kinds.push_back(static_cast<char>(field.value.index()));
     std::visit(
         [&](const auto& v) {
           using T = std::decay_t<decltype(v)>;
@@ -122,7 +126,7 @@ typename Inspector::result_type inspect(Inspector& f, LogEvent& x) {
              std::size_t si = 0, ii = 0, di = 0;
              for (std::size_t i = 0; i < keys.size(); ++i) {
                LogField field{keys[i], std::string()};
-               switch (kinds[i]) {
+               switch (static_cast<unsigned char>(kinds[i])) {
                  case 0:
                    if (si >= strings.size())
                      return caf::make_error(caf::sec::invalid_argument);

@@ -28,6 +28,7 @@ std::vector<char> encode(const gk::wire::Frame& frame) {
     case FrameKind::reply: return gk::wire::encode_reply(frame.id, *frame.reply, frame.denials);
     case FrameKind::goodbye: return gk::wire::encode_goodbye();
     case FrameKind::stuck: return gk::wire::encode_stuck(frame.id);
+    case FrameKind::event: return gk::wire::encode_event(*frame.event);
   }
   broken("decode returned an unknown frame kind");
 }

@@ -79,6 +79,14 @@ int main(int argc, char** argv) {
   ok &= write_seed(dir, "ready_failed", wire::encode_ready(crash, 0));
   ok &= write_seed(dir, "goodbye", wire::encode_goodbye());
   ok &= write_seed(dir, "stuck", wire::encode_stuck(42));
+  LogEvent slow;
+  slow.level = LogLevel::warn;
+  slow.name = "slow_call";
+  slow.message = "call mymod:f still running after 1.0 s";
+  // Fields set directly: the seeds link no logger (config/log.cpp).
+  slow.fields = {{"target", std::string("mymod:f")}, {"elapsed_ms", std::int64_t{1000}},
+                 {"ratio", 1.5}, {"native", false}};
+  ok &= write_seed(dir, "event", wire::encode_event(slow));
   ok &= write_seed(dir, "import", wire::encode_request(1, ImportRequest{"json", Deadline::never()}));
   ok &= write_seed(dir, "call", wire::encode_request(2, call));
   ok &= write_seed(dir, "eval", wire::encode_request(3, EvalRequest{"1 + 1", true, Deadline()}));

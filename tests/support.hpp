@@ -20,10 +20,6 @@
 #define GK_TAG_RLIMIT_AS "[rlimit-as]"
 #endif
 
-// The tag of a test that loads the machine for a minute and bounds the
-// host's memory: it runs alone ([serial] tests are RUN_SERIAL in ctest), and
-// not under a sanitizer (whose quarantine and shadow memory are the RSS it
-// would measure).
 /// How much longer timed bounds may be in this build: several times under a
 /// sanitizer (instrumented code, slower start of worker processes).
 #ifdef GK_TEST_SANITIZER
@@ -32,6 +28,10 @@ inline constexpr int kTimeFactor = 4;
 inline constexpr int kTimeFactor = 1;
 #endif
 
+// The tag of a test that loads the machine for a minute and bounds the
+// host's memory: it runs alone ([serial] tests are RUN_SERIAL in ctest), and
+// not under a sanitizer (whose quarantine and shadow memory are the RSS it
+// would measure).
 #ifdef GK_TEST_SANITIZER
 #define GK_TAG_SERIAL_LOAD "[.load-test-not-under-a-sanitizer]"
 #else

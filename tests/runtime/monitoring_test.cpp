@@ -277,8 +277,10 @@ TEST_CASE("Runtime::dump in process isolation shows each worker process and the 
   Runtime rt(test::process_config("workers = 2\n"));
   // Both calls run while the dump is taken (the workers start warm).
   REQUIRE(rt.call("gk_testmod:add", {1, 1}).has_value());
-  auto a = rt.call_async("gk_testmod:sleep_for", {2.0}, {}, within(10000ms));
-  auto b = rt.call_async("gk_testmod:spin_native", {2.0}, {}, within(10000ms));
+  // Long enough to outlast a slow second worker start (sanitizer builds).
+  const double seconds = 2.0 * kTimeFactor;
+  auto a = rt.call_async("gk_testmod:sleep_for", {seconds}, {}, within(10000ms * kTimeFactor));
+  auto b = rt.call_async("gk_testmod:spin_native", {seconds}, {}, within(10000ms * kTimeFactor));
   // Until both run (the second worker may still be starting): each dump
   // shows the queue meanwhile.
   std::string dump;
@@ -286,7 +288,7 @@ TEST_CASE("Runtime::dump in process isolation shows each worker process and the 
   do {
     std::this_thread::sleep_for(100ms);
     dump = rt.dump();
-  } while (test::ms_since(t0) < 1500 && (dump.find("running: call gk_testmod:spin_native") == std::string::npos
+  } while (test::ms_since(t0) < 1500 * kTimeFactor && (dump.find("running: call gk_testmod:spin_native") == std::string::npos
                                          || dump.find("running: call gk_testmod:sleep_for") == std::string::npos));
   CAPTURE(dump);
   CHECK(dump.find("supervisor (process isolation, 2 worker(s)") != std::string::npos);
@@ -295,7 +297,7 @@ TEST_CASE("Runtime::dump in process isolation shows each worker process and the 
   CHECK(dump.find("in sleep_for") != std::string::npos);
   CHECK(dump.find("in spin_native") != std::string::npos);
   CHECK(dump.find("native code holding the GIL") != std::string::npos);
-  CHECK(a.get()->as_double() == 2.0);
+  CHECK(a.get()->as_double() == seconds);
   CHECK(b.get().has_value());
 }
 
