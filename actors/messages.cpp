@@ -46,6 +46,8 @@ void announce_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<Stats>("gk::Stats");
   cfg.add_message_type<ShutdownRequest>("gk::ShutdownRequest");
   cfg.add_message_type<ShutdownReport>("gk::ShutdownReport");
+  cfg.add_message_type<NodeInfoRequest>("gk::NodeInfoRequest");
+  cfg.add_message_type<NodeInfo>("gk::NodeInfo");
 }
 
 void register_error_category(caf::actor_system_config& cfg) {

@@ -127,8 +127,20 @@ private:
   std::uint64_t id_;
 };
 
+/// How a CAF face of a PyRuntime serves.
+struct FrontOptions {
+  /// Published to other nodes (gilkeeper serve): refuses what must not
+  /// cross a node border (shutdown, Refs in either direction, release).
+  bool remote = false;
+};
+
+/// What `node_info` answers for a runtime with this config (the live parts,
+/// workers and queue, are filled in at each answer).
+NodeInfo node_info_base(const Config& config);
+
 /// Spawns the CAF face of a PyRuntime (the typed handle) on `sys`.
-py_runtime_actor spawn_py_runtime(caf::actor_system& sys, std::shared_ptr<PyRuntime> core);
+py_runtime_actor spawn_py_runtime(caf::actor_system& sys, std::shared_ptr<PyRuntime> core, NodeInfo info,
+                                  FrontOptions options = {});
 
 /// Tells the handle to answer every pending request with `runtime_stopped`
 /// and exit. Thread-safe.

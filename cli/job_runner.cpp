@@ -104,8 +104,13 @@ public:
       width = std::max<std::size_t>(width, static_cast<std::size_t>(parallelism * std::max(1, s.batch_size)));
     }
     PipelineOptions options;
+    options.remotes = nodes_;
+    options.local = job_.cluster.local;
+    options.node_retries = job_.cluster.node_retries;
     options.ordered = ordered;
     options.max_in_flight = std::max<std::size_t>(kReadRun * 4, 4 * width);
+    // Room for every node's batches too (each up to the automatic cap).
+    options.max_in_flight += nodes_.size() * static_cast<std::size_t>(job_.cluster.credit) * 128;
     options.stop_grace = job_.runtime.shutdown_grace;
     Pipeline pipeline(rt, std::move(stages), options);
     Writer writer(*this);
@@ -238,6 +243,9 @@ public:
     capability_denials_ = s.capability_denials;
   }
 
+  // Remote runtimes the Python stages share their records with.
+  void set_nodes(std::vector<std::shared_ptr<BatchTarget>> nodes) { nodes_ = std::move(nodes); }
+
   // The human summary (stderr). `interrupted`: a stop signal came.
   void print_summary(bool interrupted) const {
     std::uint64_t records = total_records();
@@ -275,6 +283,9 @@ public:
     }
     if (capability_denials_ > 0)
       std::fprintf(stderr, "  capability denials: %llu\n", ull(capability_denials_));
+    for (auto& n : report_.nodes)
+      std::fprintf(stderr, "  node %s: %llu records in %llu batches%s\n", n.name.c_str(), ull(n.records),
+                   ull(n.batches), n.lost ? (", " + std::to_string(n.lost) + " lost with it").c_str() : "");
     std::fprintf(stderr, "  errors: %s (%llu %s)\n", absolute(errors_.path()).c_str(), ull(errors_.lines()),
                  errors_.lines() == 1 ? "line" : "lines");
     if (not_written() > 0)
@@ -314,6 +325,15 @@ public:
       stages[s.name] = std::move(one);
     }
     j["stages"] = std::move(stages);
+    Json nodes = Json::object();
+    for (auto& n : report_.nodes) {
+      Json one = Json::object();
+      one["records"] = n.records;
+      one["batches"] = n.batches;
+      one["lost"] = n.lost;
+      nodes[n.name] = std::move(one);
+    }
+    j["nodes"] = std::move(nodes);
     j["not_written"] = not_written();
     j["resumed"] = resumed_;
     return j;
@@ -531,6 +551,7 @@ private:
   std::uint64_t capability_denials_ = 0;
   std::vector<std::pair<std::string, std::uint64_t>> restarts_by_cause_;
   PipelineReport report_;
+  std::vector<std::shared_ptr<BatchTarget>> nodes_;
   steady::time_point started_;
   steady::duration elapsed_{};
 };
@@ -608,6 +629,8 @@ int run_job(const RunOptions& options) {
     say(e.what());
     return exit_usage;
   }
+  if (!apply_node_options(options.nodes, job.cluster))
+    return exit_usage;
   // The logger: --log and --log-format win over the job's [log].
   if (!options.log_file.empty() || !options.log_format.empty()) {
     job.log.configured = true;
@@ -681,6 +704,13 @@ int run_job(const RunOptions& options) {
   MetricsExport metrics;
   if (!open_metrics(options, metrics))
     return exit_usage;
+  // Remote runtimes: every node answers and runs this version, or nothing
+  // is run.
+  std::vector<std::shared_ptr<RemoteRuntime>> nodes;
+  if (!stops.stopped() && !job.cluster.nodes.empty() && !connect_nodes(job.cluster, nodes)) {
+    say(options.job + ": a node cannot be used; nothing was run (see `gilkeeper check --nodes`)");
+    return exit_usage;
+  }
   if (!stops.stopped()) {
     rt = start_runtime(job);
     if (!rt)
@@ -691,8 +721,12 @@ int run_job(const RunOptions& options) {
       stop_runtime(rt, exit_internal);
       return exit_internal;
     }
-    // A stage that cannot resolve would fail every record the same way.
-    if (!stops.stopped() && !check_stages(*rt, job, stderr, false)) {
+    // A stage that cannot resolve would fail every record the same way,
+    // here or on a node.
+    bool resolved = stops.stopped() || !job.cluster.local || check_stages(*rt, job, stderr, false);
+    for (auto& node : nodes)
+      resolved = (stops.stopped() || check_stages_on(*node, job, stderr, false)) && resolved;
+    if (!resolved) {
       say(options.job + ": a stage does not resolve; nothing was run (see `gilkeeper check`)");
       stop_runtime(rt, exit_usage);
       return exit_usage;
@@ -725,6 +759,7 @@ int run_job(const RunOptions& options) {
     return leave(exit_usage);
 
   JobRun run(job, output, errors, *sync, stops, done);
+  run.set_nodes(std::vector<std::shared_ptr<BatchTarget>>(nodes.begin(), nodes.end()));
   // The total is for the progress display: no second read of the input
   // when nothing shows it.
   bool progress_shown = options.progress == "always" || (options.progress == "auto" && ::isatty(2));
@@ -768,14 +803,35 @@ int run_job(const RunOptions& options) {
   return leave(status);
 }
 
-int check_job(const std::string& path) {
+int check_job(const std::string& path, const NodeOptions& node_options) {
   Config job;
   if (!load_job(path, job))
     return exit_usage;
-  auto rt = start_runtime(job);
-  if (!rt)
-    return exit_internal;
-  bool ok = check_stages(*rt, job, stdout, true);
+  if (!apply_node_options(node_options, job.cluster))
+    return exit_usage;
+  // Each node: whether it answers, what it runs, and the stages there.
+  bool ok = true;
+  if (!job.cluster.nodes.empty()) {
+    std::vector<std::shared_ptr<RemoteRuntime>> nodes;
+    ok = connect_nodes(job.cluster, nodes);
+    for (auto& node : nodes) {
+      auto info = node->info();
+      std::string caps;
+      for (auto& c : info.capabilities)
+        caps += (caps.empty() ? "" : "; ") + c;
+      std::printf("node %s: gilkeeper %s, Python %s, %s isolation, %llu worker(s), capabilities: %s\n",
+                  node->name().c_str(), info.version.c_str(), info.python_version.c_str(), info.isolation.c_str(),
+                  static_cast<unsigned long long>(info.workers), caps.empty() ? "unrestricted" : caps.c_str());
+      ok = check_stages_on(*node, job, stdout, true) && ok;
+    }
+  }
+  std::unique_ptr<Runtime> rt;
+  if (job.cluster.local) {
+    rt = start_runtime(job);
+    if (!rt)
+      return exit_internal;
+    ok = check_stages(*rt, job, stdout, true) && ok;
+  }
   std::fflush(stdout);
   if (ok)
     std::printf("%s: ok (%zu %s)\n", path.c_str(), job.stages.size(),
@@ -783,7 +839,8 @@ int check_job(const std::string& path) {
   else
     say(path + ": some stages do not resolve");
   int status = ok ? exit_ok : exit_usage;
-  stop_runtime(rt, status);
+  if (rt)
+    stop_runtime(rt, status);
   return status;
 }
 

@@ -4,6 +4,7 @@
 // Both return the process exit status (see ExitStatus) and report on stderr;
 // neither throws.
 
+#include "cli/nodes.hpp"
 #include "cli/sync_policy.hpp"
 
 #include <string>
@@ -58,6 +59,8 @@ struct RunOptions {
   std::string metrics_interval = "5s";
   /// Empty: none. `[ADDR:]PORT` to serve GET /metrics on.
   std::string metrics_listen;
+  /// `--nodes`, `--no-local`, `--tls-*`: remote runtimes to share with.
+  NodeOptions nodes;
 };
 
 /// How a run shows its progress on stderr.
@@ -75,7 +78,9 @@ std::string default_errors_path(const std::string& output);
 int run_job(const RunOptions& options);
 
 /// Validates a job: the file parses, it has stages, and each stage's callable
-/// imports and resolves. Prints one line per stage on stdout.
-int check_job(const std::string& job);
+/// imports and resolves, locally (unless --no-local) and on each node (with
+/// --nodes or [cluster] nodes: which answer, their versions and
+/// capabilities). Prints one line per stage on stdout.
+int check_job(const std::string& job, const NodeOptions& nodes = {});
 
 } // namespace gk::cli

@@ -3,6 +3,7 @@
 // job. See docs/cli.md.
 #include "job_runner.hpp"
 #include "metrics_export.hpp"
+#include "serve.hpp"
 #include "stop_signals.hpp"
 #include "sync_policy.hpp"
 
@@ -102,9 +103,38 @@ int main(int argc, char** argv) {
           },
           "[ADDR:]PORT"));
 
+  auto node_flags = [](CLI::App* cmd, NodeOptions& nodes) {
+    cmd->add_option("--nodes", nodes.nodes,
+                    "Remote runtimes (gilkeeper serve) to share the Python stages' records with: "
+                    "host:port[,host:port...] (wins over [cluster] nodes)");
+    cmd->add_flag("--no-local", nodes.no_local, "Run the Python stages only on the nodes");
+    cmd->add_option("--tls-cert", nodes.tls_cert, "This client's certificate (PEM), for nodes serving mutual TLS");
+    cmd->add_option("--tls-key", nodes.tls_key, "Its private key (PEM)");
+    cmd->add_option("--tls-ca", nodes.tls_ca, "The CA that signed the nodes' certificates (PEM)");
+  };
+  node_flags(run_cmd, run.nodes);
+
   std::string check_job_path;
+  NodeOptions check_nodes;
   auto* check_cmd = app.add_subcommand("check", "Validate a job: its file and every stage's callable");
   check_cmd->add_option("job", check_job_path, "The job file (TOML)")->required();
+  node_flags(check_cmd, check_nodes);
+
+  ServeCliOptions serve_options;
+  auto* serve_cmd = app.add_subcommand("serve", "Serve a runtime to remote clients (gilkeeper run --nodes)");
+  serve_cmd->add_option("config", serve_options.config, "The runtime's config (TOML)")->required();
+  serve_cmd->add_option("--listen", serve_options.listen,
+                        "ADDR:PORT to listen on (port 0: any free port, printed on stdout)")
+      ->capture_default_str();
+  serve_cmd->add_option("--tls-cert", serve_options.tls_cert, "This node's certificate (PEM): turns mutual TLS on");
+  serve_cmd->add_option("--tls-key", serve_options.tls_key, "Its private key (PEM)");
+  serve_cmd->add_option("--tls-ca", serve_options.tls_ca,
+                        "The CA (PEM) whose signature every client certificate must carry");
+  serve_cmd->add_flag("--insecure", serve_options.insecure,
+                      "Allow a non-loopback address without TLS (anyone who reaches the port may run code)");
+  serve_cmd->add_option("--log", serve_options.log_file, "Append log events to this file");
+  serve_cmd->add_option("--log-format", serve_options.log_format, "text or json")
+      ->check(CLI::IsMember({"text", "json"}));
 
   try {
     app.parse(argc, argv);
@@ -115,13 +145,15 @@ int main(int argc, char** argv) {
     return status == 0 ? exit_ok : exit_usage;
   }
 
-  if (!*run_cmd)
+  if (!*run_cmd && !*serve_cmd)
     restore_mask();
   try {
     if (*run_cmd)
       return run_job(run);
     if (*check_cmd)
-      return check_job(check_job_path);
+      return check_job(check_job_path, check_nodes);
+    if (*serve_cmd)
+      return serve(serve_options);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gilkeeper: internal error: %s\n", e.what());
     return exit_internal;

@@ -88,7 +88,7 @@ public:
 
   Config build(const toml::table& root) {
     in_.for_each_entry(
-        root, "", {"python", "runtime", "timeouts", "capabilities", "monitoring", "debug", "log", "stage"},
+        root, "", {"python", "runtime", "timeouts", "capabilities", "monitoring", "debug", "log", "cluster", "stage"},
         [&](std::string_view name, const toml::node& value, const std::string& path) {
           if (name == "python")
             read_python(in_.table(value, path), path);
@@ -104,6 +104,8 @@ public:
             read_debug(in_.table(value, path), path);
           else if (name == "log")
             read_log(in_.table(value, path), path);
+          else if (name == "cluster")
+            read_cluster(in_.table(value, path), path);
           else
             read_stages(value, path);
         });
@@ -339,6 +341,41 @@ private:
                                                               {{"text", LogFormat::text}, {"json", LogFormat::json}});
                          else
                            log.file = in_.path(value, key);
+                       });
+  }
+
+  void read_cluster(const toml::table& table, const std::string& path) {
+    ClusterConfig& c = config_.cluster;
+    in_.for_each_entry(table, path,
+                       {"nodes", "local", "credit", "node_retries", "heartbeat", "tls_cert", "tls_key", "tls_ca"},
+                       [&](std::string_view name, const toml::node& value, const std::string& key) {
+                         if (name == "nodes") {
+                           c.nodes = in_.strings(value, key);
+                           for (std::size_t i = 0; i < c.nodes.size(); ++i) {
+                             auto& n = c.nodes[i];
+                             auto colon = n.rfind(':');
+                             bool digits = colon != std::string::npos && colon > 0 && colon + 1 < n.size()
+                                           && n.find_first_not_of("0123456789", colon + 1) == std::string::npos
+                                           && n.size() - colon - 1 <= 5 && std::stoul(n.substr(colon + 1)) <= 65535;
+                             if (!digits)
+                               in_.fail((*value.as_array())[i].source(), key + "[" + std::to_string(i) + "]",
+                                        "expected \"host:port\", got \"" + n + "\"");
+                           }
+                         } else if (name == "local") {
+                           c.local = in_.boolean(value, key);
+                         } else if (name == "credit") {
+                           c.credit = static_cast<int>(in_.integer(value, key, 1, 1024));
+                         } else if (name == "node_retries") {
+                           c.node_retries = static_cast<int>(in_.integer(value, key, 0, 100));
+                         } else if (name == "heartbeat") {
+                           c.heartbeat = in_.duration(value, key);
+                         } else if (name == "tls_cert") {
+                           c.tls_cert = in_.path(value, key);
+                         } else if (name == "tls_key") {
+                           c.tls_key = in_.path(value, key);
+                         } else {
+                           c.tls_ca = in_.path(value, key);
+                         }
                        });
   }
 

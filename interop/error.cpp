@@ -20,6 +20,7 @@ const char* to_string(ErrorCode code) noexcept {
     case ErrorCode::internal: return "internal";
     case ErrorCode::cancelled: return "cancelled";
     case ErrorCode::deadlock: return "deadlock";
+    case ErrorCode::node_lost: return "node_lost";
   }
   return "internal";
 }

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
@@ -75,10 +76,18 @@ struct Pipeline::Impl {
     bool ok = false;
     // Failed before the pipeline (PipelineRecord::failed): no stage is named.
     bool rejected = false;
+    // Times its node was lost with it (PipelineOptions::node_retries).
+    int node_losses = 0;
     State state = State::live;
+  };
+  // A remote runtime's share of the Python stages' batches.
+  struct Lane {
+    std::shared_ptr<BatchTarget> target;
+    int in_flight = 0;  // batches sent, not yet answered
   };
   struct Dispatch {
     std::size_t stage = 0;
+    int lane = -1;  // the remote lane, or -1: the local runtime
     std::vector<std::uint64_t> seqs;
     bool batch = false;
     clock::time_point sent;
@@ -89,7 +98,11 @@ struct Pipeline::Impl {
   std::deque<Record> records_;
   std::uint64_t base_ = 0;
   std::vector<std::deque<std::uint64_t>> waiting;
-  std::vector<int> busy;
+  std::vector<int> busy;  // local dispatches per stage
+  std::vector<Lane> lanes;
+  // Since when no runtime could take a Python stage's records (local off,
+  // no remote up), if any is waiting.
+  std::optional<clock::time_point> no_runtime_since;
   std::unordered_map<std::uint64_t, Dispatch> dispatches;
   std::multimap<clock::time_point, std::uint64_t> retry_timers;  // record seqs
   std::uint64_t next_dispatch = 0;
@@ -122,6 +135,14 @@ struct Pipeline::Impl {
     }
     if (options.max_in_flight < 1)
       options.max_in_flight = 1;
+    for (auto& t : options.remotes) {
+      if (!t)
+        throw std::invalid_argument("a pipeline's remote runtime is empty");
+      lanes.push_back(Lane{t, 0});
+      report.nodes.push_back(NodeReport{t->name(), 0, 0, 0});
+    }
+    if (!options.local && lanes.empty())
+      throw std::invalid_argument("a pipeline with local = false needs at least one remote runtime");
     waiting.resize(stages.size());
     busy.resize(stages.size());
     latencies.resize(stages.size());
@@ -235,7 +256,10 @@ struct Pipeline::Impl {
       return;  // abandoned by stop()
     Dispatch d = std::move(it->second);
     dispatches.erase(it);
-    busy[d.stage]--;
+    if (d.lane >= 0)
+      lanes[static_cast<std::size_t>(d.lane)].in_flight--;
+    else
+      busy[d.stage]--;
     auto latency = clock::now() - d.sent;
     for (std::size_t i = 0; i < d.seqs.size(); ++i)
       latencies[d.stage].add(latency);
@@ -245,6 +269,15 @@ struct Pipeline::Impl {
       avg = avg == 0 ? per_record : 0.8 * avg + 0.2 * per_record;
     }
     auto* one = std::get_if<Expected<Value>>(&reply);
+    if (d.lane >= 0) {
+      auto& node = report.nodes[static_cast<std::size_t>(d.lane)];
+      if (one && !one->has_value() && one->error().code == ErrorCode::node_lost) {
+        node_lost(d, one->error());
+        return;
+      }
+      node.batches++;
+      node.records += d.seqs.size();
+    }
     if (one && d.batch) {
       Error e = one->has_value() ? Error(ErrorCode::internal, "batch reply without results") : one->error();
       bool lost = e.code == ErrorCode::worker_crashed
@@ -281,15 +314,44 @@ struct Pipeline::Impl {
                                                  : Expected<Value>(Error(ErrorCode::internal, "missing batch result")));
   }
 
+  // A remote batch was lost with its node: whether it ran there is
+  // unknown (its reply, should it come, is dropped by the target). Each
+  // record goes again to whichever runtime has room, without counting as
+  // an attempt, up to node_retries times; then it fails with node_lost.
+  void node_lost(const Dispatch& d, const Error& e) {
+    report.nodes[static_cast<std::size_t>(d.lane)].lost += d.seqs.size();
+    report.stages[d.stage].calls -= d.seqs.size();
+    for (auto it = d.seqs.rbegin(); it != d.seqs.rend(); ++it) {
+      auto* r = find(*it);
+      if (!r)
+        continue;
+      r->stage_attempts--;
+      r->total_attempts--;
+      if (r->node_losses++ < options.node_retries) {
+        waiting[d.stage].push_front(*it);
+        continue;
+      }
+      Error failed = e;
+      failed.message += " (lost with its node " + std::to_string(r->node_losses) + " time(s); node_retries is "
+                        + std::to_string(options.node_retries) + ")";
+      report.stages[d.stage].failed++;
+      fail(*it, std::move(failed));
+    }
+  }
+
   // -- sending work -----------------------------------------------------------
 
-  void send(std::size_t s, std::vector<std::uint64_t> seqs) {
+  void send(std::size_t s, std::vector<std::uint64_t> seqs, int lane = -1) {
     auto& st = stages[s];
     auto did = ++next_dispatch;
     Dispatch d;
     d.stage = s;
+    d.lane = lane;
     d.sent = clock::now();
-    busy[s]++;
+    if (lane >= 0)
+      lanes[static_cast<std::size_t>(lane)].in_flight++;
+    else
+      busy[s]++;
     report.stages[s].calls += seqs.size();
     report.stages[s].requests++;
     for (auto seq : seqs) {
@@ -299,7 +361,8 @@ struct Pipeline::Impl {
     }
     // The stage's input is needed again for a retry, or to send a record
     // alone when its batch is lost with a worker process; else move it.
-    bool keep_input = st.retry.attempts > 1 || (process_isolation && seqs.size() > 1);
+    // A remote lane's records may come back with node_lost: keep them too.
+    bool keep_input = st.retry.attempts > 1 || (process_isolation && seqs.size() > 1) || !lanes.empty();
     if (st.function_with_context) {
       auto& r = at(seqs.front());
       Value input = keep_input ? r.current : std::move(r.current);
@@ -345,6 +408,16 @@ struct Pipeline::Impl {
     }
     d.batch = true;
     d.seqs = std::move(seqs);
+    if (lane >= 0) {
+      // The remote runtime resolves and enforces the deadlines (they travel
+      // as budgets); its reply, or node_lost, comes back as an event.
+      dispatches.emplace(did, std::move(d));
+      lanes[static_cast<std::size_t>(lane)].target->send(
+          std::move(b), [shared_state = shared, did](Expected<BatchReply>&& r) {
+            shared_state->post(Event{did, r ? AnyReply(std::move(*r)) : AnyReply(Expected<Value>(r.error()))});
+          });
+      return;
+    }
     d.slot = std::make_shared<PipelineSlot>(shared, did);
     auto slot = d.slot;
     dispatches.emplace(did, std::move(d));
@@ -356,20 +429,62 @@ struct Pipeline::Impl {
     core->submit(std::move(b), std::move(slot), so);
   }
 
+  // Where a Python stage's next batch goes: the local runtime while it has
+  // a free slot (and is used), else the remote lane that is up with the
+  // most credit left; -2 when none has room.
+  int pick_lane(std::size_t s) const {
+    if (options.local && busy[s] < stages[s].parallelism)
+      return -1;
+    int best = -2, room = 0;
+    for (std::size_t i = 0; i < lanes.size(); ++i) {
+      int free = lanes[i].target->credit() - lanes[i].in_flight;
+      if (free > room && lanes[i].target->up()) {
+        best = static_cast<int>(i);
+        room = free;
+      }
+    }
+    return best;
+  }
+
+  // Free slots of a Python stage over every runtime that can take work now.
+  std::size_t free_slots(std::size_t s) const {
+    std::size_t n = options.local ? static_cast<std::size_t>(std::max(0, stages[s].parallelism - busy[s])) : 0;
+    for (auto& l : lanes)
+      if (l.target->up())
+        n += static_cast<std::size_t>(std::max(0, l.target->credit() - l.in_flight));
+    return std::max<std::size_t>(n, 1);
+  }
+
   void dispatch_ready() {
+    bool starved = false;  // a Python stage's records wait and no runtime can take them
     for (std::size_t s = 0; s < stages.size(); ++s) {
       auto& st = stages[s];
       auto& w = waiting[s];
-      while (busy[s] < st.parallelism && !w.empty()) {
+      while (!w.empty()) {
+        int lane = -1;
+        if (st.function_with_context) {
+          if (busy[s] >= st.parallelism)
+            break;
+        } else if (lanes.empty()) {
+          if (busy[s] >= st.parallelism)
+            break;
+        } else {
+          lane = pick_lane(s);
+          if (lane == -2) {
+            starved = !options.local;
+            break;
+          }
+        }
         std::size_t n = 1;
         if (!st.function_with_context && !at(w.front()).solo) {
           // Whatever is ready, shared among the free slots, up to the cap;
           // never waiting for more. Records to be sent alone stay alone.
           std::size_t cap = st.batch_size > 0 ? static_cast<std::size_t>(st.batch_size) : kAutoBatchCap;
-          if (st.batch_size == 0 && per_record_us[s] > 0)
+          // A remote batch pays a network round trip (~100 local calls):
+          // it goes as large as the automatic cap allows.
+          if (st.batch_size == 0 && per_record_us[s] > 0 && lane < 0)
             cap = std::clamp<std::size_t>(static_cast<std::size_t>(kAutoBatchTimeUs / per_record_us[s]), 1, cap);
-          auto free_slots = static_cast<std::size_t>(st.parallelism - busy[s]);
-          n = std::min(cap, (w.size() + free_slots - 1) / free_slots);
+          n = std::min(cap, (w.size() + free_slots(s) - 1) / free_slots(s));
           std::size_t k = 1;
           while (k < n && !at(w[k]).solo)
             ++k;
@@ -377,9 +492,43 @@ struct Pipeline::Impl {
         }
         std::vector<std::uint64_t> seqs(w.begin(), w.begin() + static_cast<long>(n));
         w.erase(w.begin(), w.begin() + static_cast<long>(n));
-        send(s, std::move(seqs));
+        send(s, std::move(seqs), lane);
       }
     }
+    fail_when_starved(starved);
+  }
+
+  // Only remote runtimes, none up, records waiting: they wait node_wait
+  // for one to come back, then fail with node_lost.
+  void fail_when_starved(bool starved) {
+    if (!starved) {
+      no_runtime_since.reset();
+      return;
+    }
+    auto now = clock::now();
+    if (!no_runtime_since)
+      no_runtime_since = now;
+    if (now - *no_runtime_since < options.node_wait)
+      return;
+    std::string names;
+    for (auto& l : lanes)
+      names += (names.empty() ? "" : ", ") + l.target->name();
+    for (std::size_t s = 0; s < stages.size(); ++s) {
+      if (stages[s].function_with_context)
+        continue;
+      auto seqs = std::move(waiting[s]);
+      waiting[s].clear();
+      for (auto seq : seqs)
+        if (find(seq)) {
+          report.stages[s].failed++;
+          fail(seq, Error(ErrorCode::node_lost, "no remote runtime (" + names + ") was up for "
+                                                    + std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                                                         options.node_wait).count())
+                                                    + " s while this record waited for stage \"" + stages[s].name
+                                                    + "\""));
+        }
+    }
+    no_runtime_since.reset();
   }
 
   void expire_retries(clock::time_point now) {
@@ -423,7 +572,10 @@ struct Pipeline::Impl {
   void cancel_all() {
     stop_token.cancel();
     for (auto& [did, d] : dispatches) {
-      busy[d.stage]--;
+      if (d.lane >= 0)
+        lanes[static_cast<std::size_t>(d.lane)].in_flight--;
+      else
+        busy[d.stage]--;
       if (d.slot) {
         core->cancel(d.slot);
         d.slot->abandon();

@@ -128,7 +128,7 @@ Runtime::Runtime(Config config) : impl_(std::make_unique<Impl>()) {
   impl.core = start_core(impl.config);
   impl.owned_system = std::make_unique<caf::actor_system>(*impl.caf_config);
   impl.system = impl.owned_system.get();
-  impl.front = spawn_py_runtime(*impl.system, impl.core);
+  impl.front = spawn_py_runtime(*impl.system, impl.core, node_info_base(impl.config));
 }
 
 Runtime::Runtime(Config config, caf::actor_system& system) : impl_(std::make_unique<Impl>()) {
@@ -136,7 +136,7 @@ Runtime::Runtime(Config config, caf::actor_system& system) : impl_(std::make_uni
   impl.config = observed(std::move(config));
   impl.core = start_core(impl.config);
   impl.system = &system;
-  impl.front = spawn_py_runtime(system, impl.core);
+  impl.front = spawn_py_runtime(system, impl.core, node_info_base(impl.config));
 }
 
 std::unique_ptr<Runtime> Runtime::from_file(const std::string& path) {

@@ -13,3 +13,4 @@
 #include "gilkeeper/interop/request.hpp"
 #include "gilkeeper/interop/value.hpp"
 #include "gilkeeper/runtime/runtime.hpp"
+#include "gilkeeper/net/remote.hpp"

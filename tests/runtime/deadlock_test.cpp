@@ -66,10 +66,12 @@ std::string thread_name() {
 
 } // namespace
 
-TEST_CASE("deadlock: the error code has a name both ways and is the last code", "[deadlock]") {
+TEST_CASE("deadlock and node_lost: the error codes have names both ways, after the older codes", "[deadlock]") {
   CHECK(std::string(to_string(ErrorCode::deadlock)) == "deadlock");
   CHECK(error_code_from_string("deadlock") == ErrorCode::deadlock);
-  CHECK(kLastErrorCode == ErrorCode::deadlock);
+  CHECK(error_code_from_string("node_lost") == ErrorCode::node_lost);
+  CHECK(kLastErrorCode == ErrorCode::node_lost);
+  CHECK(static_cast<int>(ErrorCode::node_lost) == 16);
   // The codes before it kept their numbers.
   CHECK(static_cast<int>(ErrorCode::cancelled) == 14);
   CHECK(static_cast<int>(ErrorCode::deadlock) == 15);

@@ -292,4 +292,15 @@ typename Inspector::result_type inspect(Inspector& f, ShutdownReport& x) {
   return f(caf::meta::type_name("ShutdownReport"), x.finalized, x.leaked_refs, x.message);
 }
 
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, NodeInfoRequest&) {
+  return f(caf::meta::type_name("NodeInfoRequest"));
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, NodeInfo& x) {
+  return f(caf::meta::type_name("NodeInfo"), x.version, x.isolation, x.workers, x.python_version, x.capabilities,
+           x.queued, x.pid);
+}
+
 } // namespace gk

@@ -39,7 +39,7 @@ using py_runtime_actor = caf::typed_actor<
     caf::replies_to<EvalRequest>::with<Value>, caf::replies_to<ExecRequest>::with<Value>,
     caf::replies_to<GetattrRequest>::with<Value>, caf::replies_to<ReleaseRequest>::with<Value>,
     caf::replies_to<BatchRequest>::with<BatchReply>, caf::replies_to<StatsRequest>::with<Stats>,
-    caf::replies_to<ShutdownRequest>::with<ShutdownReport>>;
+    caf::replies_to<ShutdownRequest>::with<ShutdownReport>, caf::replies_to<NodeInfoRequest>::with<NodeInfo>>;
 
 /// `self->request(rt, ...)` whose `timeout` becomes the request's deadline
 /// (unless the request carries an earlier one): at the timeout the running

@@ -237,6 +237,26 @@ struct LogConfig {
   std::string file;
 };
 
+/// `[cluster]`: the remote runtimes a job's Python stages share their
+/// records with (`gilkeeper run`; `--nodes` and the `--tls-*` options win).
+/// See docs/distributed.md.
+struct ClusterConfig {
+  /// `"host:port"` of each `gilkeeper serve`.
+  std::vector<std::string> nodes;
+  /// Also run the stages on the local runtime (`--no-local` turns it off).
+  bool local = true;
+  /// Batches each node may hold at once.
+  int credit = 4;
+  /// Times a record lost with its node is sent again before it fails with
+  /// `node_lost` (0: never).
+  int node_retries = 3;
+  /// How often each node is asked whether it is alive; it is lost after
+  /// four unanswered.
+  std::chrono::nanoseconds heartbeat = std::chrono::milliseconds(500);
+  /// Mutual TLS: this client's certificate and key, and the nodes' CA.
+  std::string tls_cert, tls_key, tls_ca;
+};
+
 /// One `[[stage]]` of a job.
 struct StageConfig {
   std::string name;
@@ -266,6 +286,7 @@ struct Config {
   MonitoringConfig monitoring;
   DebugConfig debug;
   LogConfig log;
+  ClusterConfig cluster;
   std::vector<StageConfig> stages;
 };
 

@@ -56,10 +56,14 @@ enum class ErrorCode : std::uint8_t {
   /// system. It was refused at once and never submitted; the message names
   /// the context. Use an asynchronous entry point there instead.
   deadlock,
+  /// The remote node running the request disconnected or stopped answering
+  /// its heartbeats (`gk::connect`, `gilkeeper run --nodes`). The request
+  /// may or may not have run there; its reply, should it come, is dropped.
+  node_lost,
 };
 
 /// The last code (for loops over every code).
-inline constexpr ErrorCode kLastErrorCode = ErrorCode::deadlock;
+inline constexpr ErrorCode kLastErrorCode = ErrorCode::node_lost;
 
 /// Where a deadline was missed.
 enum class DeadlinePhase : std::uint8_t { none = 0, queued, soft, hard };

@@ -194,6 +194,24 @@ struct Stats {
   }
 };
 
+/// `node_info`: who answers (a remote client's first question, and its
+/// heartbeat).
+struct NodeInfoRequest {};
+
+/// What `node_info` replies: enough for a client to refuse a node it cannot
+/// work with and for `gilkeeper check --nodes` to show what each node is.
+struct NodeInfo {
+  std::string version;         ///< gilkeeper's version, e.g. "0.1.0"
+  std::string isolation;       ///< "thread" or "process"
+  std::uint64_t workers = 1;   ///< interpreters serving requests now
+  std::string python_version;  ///< e.g. "3.11.2"
+  /// The capability rules in force, one line each ("deny_modules: socket");
+  /// empty when none are configured.
+  std::vector<std::string> capabilities;
+  std::uint64_t queued = 0;    ///< requests waiting right now
+  std::int64_t pid = 0;        ///< the serving process
+};
+
 /// `shutdown`: stop the runtime. Queued requests get `runtime_stopped`.
 struct ShutdownRequest {
   /// How long to wait for Python (non-daemon threads) to finish.
@@ -227,5 +245,6 @@ inline const char* kind_name(const ReleaseRequest&) { return "release"; }
 inline const char* kind_name(const BatchRequest&) { return "batch"; }
 inline const char* kind_name(const StatsRequest&) { return "stats"; }
 inline const char* kind_name(const ShutdownRequest&) { return "shutdown"; }
+inline const char* kind_name(const NodeInfoRequest&) { return "node_info"; }
 
 } // namespace gk

@@ -33,6 +33,7 @@
 #include "gilkeeper/interop/context.hpp"
 #include "gilkeeper/interop/error.hpp"
 #include "gilkeeper/interop/expected.hpp"
+#include "gilkeeper/interop/request.hpp"
 #include "gilkeeper/interop/value.hpp"
 
 #include <caf/fwd.hpp>
@@ -126,6 +127,26 @@ struct PipelineRecord {
   std::optional<Error> failed;
 };
 
+/// Somewhere else a Python stage's batches can run: a remote runtime
+/// (`gk::connect`, which implements it). The pipeline sends a target at
+/// most `credit()` batches at once (a slow node holds its credit longer and
+/// so gets less work) and only while it is `up()`.
+class BatchTarget {
+public:
+  virtual ~BatchTarget() = default;
+  /// For messages and reports: `"host:port"`.
+  virtual std::string name() const = 0;
+  /// In rotation: connected and answering. Thread-safe.
+  virtual bool up() const = 0;
+  /// Batches it may hold at once.
+  virtual int credit() const = 0;
+  /// Runs `batch` there. `done` is called exactly once, on any thread, with
+  /// the batch's reply or with the error that stopped it as a whole
+  /// (`node_lost` when the node went away with it: then any later reply
+  /// from that node is dropped, so a record is never out twice).
+  virtual void send(BatchRequest batch, std::function<void(Expected<BatchReply>&&)> done) = 0;
+};
+
 struct PipelineOptions {
   /// Records pushed and not yet out; `push` blocks at this bound.
   std::size_t max_in_flight = 256;
@@ -133,6 +154,19 @@ struct PipelineOptions {
   bool ordered = true;
   /// After `stop()`, how long records in flight may take to finish.
   std::chrono::nanoseconds stop_grace = std::chrono::seconds(5);
+  /// Remote runtimes that share Python stages' records with the local one
+  /// (C++ stages always run here).
+  std::vector<std::shared_ptr<BatchTarget>> remotes;
+  /// Python stages also run on the pipeline's own runtime (false: only on
+  /// `remotes`).
+  bool local = true;
+  /// How many times a record whose node was lost with it is sent again (to
+  /// whichever runtime has room; these attempts count against no retry
+  /// policy). After that, or with 0, it fails with `node_lost`.
+  int node_retries = 3;
+  /// With `local` off: how long records may wait while no remote is up
+  /// before they fail with `node_lost`.
+  std::chrono::nanoseconds node_wait = std::chrono::seconds(30);
 };
 
 /// A record that went through every stage.
@@ -165,6 +199,14 @@ struct StageReport {
   double p50_ms = 0, p99_ms = 0;
 };
 
+/// What one remote runtime did for a pipeline.
+struct NodeReport {
+  std::string name;
+  std::uint64_t batches = 0;  ///< batches answered
+  std::uint64_t records = 0;  ///< records in them
+  std::uint64_t lost = 0;     ///< records lost with the node (sent again or failed)
+};
+
 /// What a pipeline did.
 struct PipelineReport {
   std::uint64_t pushed = 0, ok = 0, failed = 0;
@@ -174,6 +216,8 @@ struct PipelineReport {
   /// Deadline misses by phase ("queued", "soft", "hard").
   std::map<std::string, std::uint64_t> deadline_misses;
   std::vector<StageReport> stages;
+  /// One per `PipelineOptions::remotes` entry, in that order.
+  std::vector<NodeReport> nodes;
   double elapsed_s = 0;
   /// The most records that were in flight at once.
   std::size_t max_in_flight_seen = 0;
