@@ -810,10 +810,10 @@ int check_job(const std::string& path, const NodeOptions& node_options) {
   if (!apply_node_options(node_options, job.cluster))
     return exit_usage;
   // Each node: whether it answers, what it runs, and the stages there.
-  bool ok = true;
+  bool ok = true, nodes_ok = true;
   if (!job.cluster.nodes.empty()) {
     std::vector<std::shared_ptr<RemoteRuntime>> nodes;
-    ok = connect_nodes(job.cluster, nodes);
+    nodes_ok = connect_nodes(job.cluster, nodes);
     for (auto& node : nodes) {
       auto info = node->info();
       std::string caps;
@@ -833,11 +833,15 @@ int check_job(const std::string& path, const NodeOptions& node_options) {
     ok = check_stages(*rt, job, stdout, true) && ok;
   }
   std::fflush(stdout);
-  if (ok)
-    std::printf("%s: ok (%zu %s)\n", path.c_str(), job.stages.size(),
-                job.stages.size() == 1 ? "stage" : "stages");
-  else
+  if (ok && nodes_ok)
+    std::printf("%s: ok (%zu %s%s)\n", path.c_str(), job.stages.size(), job.stages.size() == 1 ? "stage" : "stages",
+                job.cluster.nodes.empty() ? ""
+                                          : (", " + std::to_string(job.cluster.nodes.size()) + " node(s)").c_str());
+  if (!nodes_ok)
+    say(path + ": some nodes cannot be used");
+  if (!ok)
     say(path + ": some stages do not resolve");
+  ok = ok && nodes_ok;
   int status = ok ? exit_ok : exit_usage;
   if (rt)
     stop_runtime(rt, status);

@@ -55,6 +55,8 @@ Error check_tls_files(const TlsFiles& tls, const char* certificate_option, const
       e.where = option;
       return e;
     }
+  }
+  for (auto& [path, option] : files) {
     std::ifstream in(*path);
     if (!in) {
       Error e(ErrorCode::bad_request, std::string("cannot read ") + option + " " + *path);
