@@ -245,10 +245,29 @@ struct RemoteRuntime::Impl {
   Expected<std::pair<py_runtime_actor, NodeInfo>> connect_once() {
     using Result = Expected<std::pair<py_runtime_actor, NodeInfo>>;
     auto& opts = core->options;
-    auto handle = opts.tls.enabled() ? caf::openssl::remote_actor<py_runtime_actor>(*sys, host, port)
-                                     : sys->middleman().remote_actor<py_runtime_actor>(host, port);
+    // The middleman's (or its OpenSSL manager's) connect, with a timeout:
+    // CAF's remote_actor() waits without one, and a host that accepts the
+    // connection but never answers would hold this thread forever.
+    caf::expected<py_runtime_actor> handle{caf::sec::request_timeout};
+    {
+      caf::scoped_actor self{*sys};
+      auto manager = opts.tls.enabled() ? sys->openssl_manager().actor_handle() : sys->middleman().actor_handle();
+      self->request(manager, opts.connect_timeout, caf::connect_atom::value, host, port)
+          .receive(
+              [&](caf::node_id&, caf::strong_actor_ptr& found, std::set<std::string>& interface) {
+                if (!found)
+                  handle = caf::make_error(caf::sec::no_actor_published_at_port);
+                else if (interface != sys->message_types<py_runtime_actor>())
+                  handle = caf::make_error(caf::sec::unexpected_actor_messaging_interface);
+                else
+                  handle = caf::actor_cast<py_runtime_actor>(std::move(found));
+              },
+              [&](caf::error& e) { handle = std::move(e); });
+    }
     if (!handle) {
       auto why = detail::render(*sys, handle.error());
+      if (handle.error() == caf::sec::request_timeout)
+        why = "no answer within " + std::to_string(opts.connect_timeout.count()) + " ms";
       std::string hint;
       if (why.find("unexpected_actor_messaging_interface") != std::string::npos
           || why.find("incompatible") != std::string::npos)
