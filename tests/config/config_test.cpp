@@ -545,3 +545,37 @@ TEST_CASE("a bad crash breaker value names file, line, column, key and what was 
         "job.toml:2:1: runtime.quarantine_afer: unknown key \"quarantine_afer\"; did you mean "
         "\"quarantine_after\"?");
 }
+
+TEST_CASE("the cluster section lists the nodes and how the driver uses them; a malformed node is named by position", "[config]") {
+  const gk::Config empty = gk::parse_config("", "job.toml");
+  CHECK(empty.cluster.nodes.empty());
+  CHECK(empty.cluster.local);
+  CHECK(empty.cluster.credit == 4);
+  CHECK(empty.cluster.node_retries == 3);
+  CHECK(empty.cluster.heartbeat == std::chrono::milliseconds(500));
+
+  const gk::Config c = gk::parse_config(R"([cluster]
+nodes = ["10.0.0.7:7100", "[::1]:7101"]
+local = false
+credit = 8
+node_retries = 0
+heartbeat = "250ms"
+tls_cert = "/etc/gk/client.pem"
+tls_key = "/etc/gk/client.key"
+tls_ca = "/etc/gk/ca.pem"
+)",
+                                        "job.toml");
+  CHECK(c.cluster.nodes == std::vector<std::string>{"10.0.0.7:7100", "[::1]:7101"});
+  CHECK_FALSE(c.cluster.local);
+  CHECK(c.cluster.credit == 8);
+  CHECK(c.cluster.node_retries == 0);
+  CHECK(c.cluster.heartbeat == std::chrono::milliseconds(250));
+  CHECK(c.cluster.tls_ca == "/etc/gk/ca.pem");
+
+  CHECK(error_of("[cluster]\nnodes = [\"a:1\", \"b\"]\n")
+        == "job.toml:2:17: cluster.nodes[1]: expected \"host:port\", got \"b\"");
+  CHECK(error_of("[cluster]\nnodes = [\"a:99999\"]\n")
+        == "job.toml:2:10: cluster.nodes[0]: expected \"host:port\", got \"a:99999\"");
+  CHECK(error_of("[cluster]\ncredit = 0\n").find("cluster.credit") != std::string::npos);
+  CHECK(error_of("[cluster]\nnodez = []\n").find("cluster.nodez") != std::string::npos);
+}
