@@ -358,6 +358,66 @@ Result process_roundtrip(int n, std::size_t payload) {
   return r;
 }
 
+// A batch of `size` identity calls per request (what pipelines send), to a
+// process-isolation runtime here or the same runtime served on loopback
+// (`remote`: gk::Server + gk::connect). Samples: µs per call.
+Result batch_of(int n, int size, bool remote) {
+  gk::Runtime rt(process_config());
+  std::unique_ptr<gk::Server> server;
+  std::unique_ptr<gk::RemoteRuntime> node;
+  if (remote) {
+    auto s = gk::Server::start(rt, gk::ServeOptions{});
+    auto c = s ? gk::connect((*s)->endpoint()) : gk::Expected<std::unique_ptr<gk::RemoteRuntime>>(s.error());
+    if (!c) {
+      std::cerr << c.error().to_string() << "\n";
+      std::exit(1);
+    }
+    server = std::move(*s);
+    node = std::move(*c);
+  }
+  std::vector<gk::CallRequest> calls(static_cast<std::size_t>(size), gk::CallRequest{"gk_benchmod:identity", {7}});
+  auto once = [&] {
+    auto copy = calls;
+    auto v = node ? node->batch(std::move(copy)) : rt.batch(std::move(copy));
+    if (!v) {
+      std::cerr << v.error().to_string() << "\n";
+      std::exit(1);
+    }
+  };
+  for (int i = 0; i < 20; ++i)
+    once();
+  Result r;
+  for (int i = 0; i < n; ++i) {
+    auto t0 = clock_type::now();
+    once();
+    r.samples.push_back(us_since(t0) / size);
+  }
+  r.extra["batch"] = size;
+  return r;
+}
+
+// One call at a time to a process-isolation runtime served on loopback.
+Result remote_roundtrip(int n) {
+  gk::Runtime rt(process_config());
+  auto s = gk::Server::start(rt, gk::ServeOptions{});
+  auto c = s ? gk::connect((*s)->endpoint()) : gk::Expected<std::unique_ptr<gk::RemoteRuntime>>(s.error());
+  if (!c) {
+    std::cerr << c.error().to_string() << "\n";
+    std::exit(1);
+  }
+  auto& node = **c;
+  for (int i = 0; i < 50; ++i)
+    must(node.call("gk_benchmod:identity", {7}));
+  Result r;
+  for (int i = 0; i < n; ++i) {
+    auto t0 = clock_type::now();
+    auto v = node.call("gk_benchmod:identity", {7});
+    r.samples.push_back(us_since(t0));
+    must(v);
+  }
+  return r;
+}
+
 // Calls/s of a CPU-bound function (about 10 ms of Python each) from 4 client
 // threads for `seconds`.
 Result process_cpu(double seconds, int workers) {
@@ -559,6 +619,9 @@ int main(int argc, char** argv) {
       {"thread.clients32", [&] { return gk_thread_clients(32, seconds); }},
       {"process.roundtrip", [&] { return process_roundtrip(n, 0); }},
       {"process.bytes1MiB", [&] { return process_roundtrip(n, 1 << 20); }},
+      {"process.batch128", [&] { return batch_of(n, 128, false); }},
+      {"remote.roundtrip", [&] { return remote_roundtrip(n); }},
+      {"remote.batch128", [&] { return batch_of(n, 128, true); }},
       {"process.cpu.1worker", [&] { return process_cpu(seconds, 1); }},
       {"process.cpu.2workers", [&] { return process_cpu(seconds, 2); }},
       {"peer.gilstate.1thread", [&] { return peer_gilstate(1, n, seconds); }},

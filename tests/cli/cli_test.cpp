@@ -151,7 +151,7 @@ TEST_CASE("an all-good run exits 0, leaves an empty errors file and writes the s
   // The contract's keys, in order, and the documented additions.
   CHECK(keys == std::vector<std::string>{"records", "ok", "failed", "by_code", "elapsed_s", "workers_restarted",
                                          "workers_restarted_by_cause", "deadline_misses", "interrupted",
-                                         "capability_denials", "stages", "not_written", "resumed"});
+                                         "capability_denials", "stages", "nodes", "not_written", "resumed"});
   CHECK(summary["records"] == 2);
   CHECK(summary["ok"] == 2);
   CHECK(summary["failed"] == 0);
