@@ -16,12 +16,16 @@ namespace gk {
 namespace {
 
 using stop_atom = caf::atom_constant<caf::atom("gkstop")>;
+using draining_atom = caf::atom_constant<caf::atom("gkdrain")>;
 
 struct py_runtime_state {
   static inline const char* name = "gk.py_runtime";
   std::shared_ptr<PyRuntime> core;
   NodeInfo info;
   FrontOptions options;
+  // A published face whose node is stopping: new requests and heartbeats
+  // are answered runtime_stopped, so clients take the node out of rotation.
+  bool draining = false;
   std::uint64_t next_id = 0;
   std::unordered_map<std::uint64_t, caf::response_promise> pending;
 };
@@ -102,6 +106,11 @@ std::string remote_refusal(const Req&) {
 template <class Req>
 caf::result<typename std::conditional<std::is_same_v<Req, BatchRequest>, BatchReply, Value>::type>
 serve(front_actor* self, Req& req) {
+  if (self->state.draining) {
+    Error e(ErrorCode::runtime_stopped, "the node is stopping");
+    e.where = std::string(kind_name(req)) + " from a remote client";
+    return to_caf_error(e);
+  }
   if (self->state.options.remote) {
     if (auto why = remote_refusal(req); !why.empty()) {
       Error e(ErrorCode::bad_request, why);
@@ -125,7 +134,9 @@ caf::behavior front(front_actor* self, std::shared_ptr<PyRuntime> core, NodeInfo
       [=](ReleaseRequest& r) { return serve(self, r); },
       [=](BatchRequest& r) { return serve(self, r); },
       [=](StatsRequest&) { return self->state.core->stats(); },
-      [=](NodeInfoRequest&) {
+      [=](NodeInfoRequest&) -> caf::result<NodeInfo> {
+        if (self->state.draining)
+          return to_caf_error(Error(ErrorCode::runtime_stopped, "the node is stopping"));
         NodeInfo info = self->state.info;
         auto stats = self->state.core->stats();
         info.workers = stats.workers;
@@ -158,6 +169,7 @@ caf::behavior front(front_actor* self, std::shared_ptr<PyRuntime> core, NodeInfo
         answer(i->second, std::move(reply));
         self->state.pending.erase(i);
       },
+      [=](draining_atom) { self->state.draining = true; },
       [=](stop_atom) {
         for (auto& [id, rp] : self->state.pending)
           rp.deliver(to_caf_error(Error(ErrorCode::runtime_stopped, "the runtime stopped")));
@@ -211,6 +223,10 @@ NodeInfo node_info_base(const Config& config) {
 py_runtime_actor spawn_py_runtime(caf::actor_system& sys, std::shared_ptr<PyRuntime> core, NodeInfo info,
                                   FrontOptions options) {
   return caf::actor_cast<py_runtime_actor>(sys.spawn(front, std::move(core), std::move(info), options));
+}
+
+void drain_py_runtime(const py_runtime_actor& front) {
+  caf::anon_send(caf::actor_cast<caf::actor>(front), draining_atom::value);
 }
 
 void stop_py_runtime(const py_runtime_actor& front) {

@@ -142,6 +142,11 @@ NodeInfo node_info_base(const Config& config);
 py_runtime_actor spawn_py_runtime(caf::actor_system& sys, std::shared_ptr<PyRuntime> core, NodeInfo info,
                                   FrontOptions options = {});
 
+/// Tells a published handle that its node is stopping: from then on it
+/// answers new requests and `node_info` with `runtime_stopped` (requests
+/// already submitted get their replies). Thread-safe.
+void drain_py_runtime(const py_runtime_actor& front);
+
 /// Tells the handle to answer every pending request with `runtime_stopped`
 /// and exit. Thread-safe.
 void stop_py_runtime(const py_runtime_actor& front);

@@ -712,7 +712,15 @@ int run_job(const RunOptions& options) {
     return exit_usage;
   }
   if (!stops.stopped()) {
-    rt = start_runtime(job);
+    // With --no-local the local runtime only carries the pipeline: one
+    // interpreter in this process, no worker processes.
+    Config local_job = job;
+    if (!job.cluster.local) {
+      local_job.runtime.isolation = Isolation::thread;
+      local_job.runtime.workers = 1;
+      local_job.runtime.spare = false;
+    }
+    rt = start_runtime(local_job);
     if (!rt)
       return exit_internal;
     // Results own stdout: Python's print() goes to stderr.

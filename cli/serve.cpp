@@ -92,6 +92,7 @@ int serve(const ServeCliOptions& options) {
   // Calls in flight get the shutdown grace; queued ones are answered
   // runtime_stopped, and those replies reach the clients before the
   // connections close.
+  (*server)->drain();
   auto report = rt->shutdown();
   (*server)->close();
   say("stopped (signal " + std::to_string(stops.signal()) + ")"

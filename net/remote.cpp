@@ -13,6 +13,7 @@
 #include <caf/io/all.hpp>
 #include <caf/openssl/all.hpp>
 
+#include <algorithm>
 #include <condition_variable>
 #include <future>
 #include <mutex>
@@ -188,15 +189,30 @@ caf::behavior mux(caf::stateful_actor<mux_state>* self, std::shared_ptr<RemoteCo
             core->complete(id, Expected<Incoming>(core->lost_error(self->system().render(e))));
             return;
           }
-          core->complete(id, reply_error(self->system(), e));
+          auto reply = reply_error(self->system(), e);
+          bool stopping = reply.error().code == ErrorCode::runtime_stopped;
+          core->complete(id, std::move(reply));
+          if (stopping)
+            core->lost(gen, "the node is stopping");
         };
         std::visit(
             [&](auto& req) {
               using Req = std::decay_t<decltype(req)>;
               if constexpr (std::is_same_v<Req, BatchRequest>) {
                 self->request(st.remote, caf::infinite, std::move(req))
-                    .then([core, id](BatchReply& r) { core->complete(id, Expected<Incoming>(Incoming(std::move(r)))); },
-                          on_error);
+                    .then(
+                        [core, id, gen](BatchReply& r) {
+                          // Calls not run because the node is stopping:
+                          // the batch is answered, then the node is out of
+                          // rotation.
+                          bool stopping = std::any_of(r.results.begin(), r.results.end(), [](auto& x) {
+                            return !x && x.error().code == ErrorCode::runtime_stopped;
+                          });
+                          core->complete(id, Expected<Incoming>(Incoming(std::move(r))));
+                          if (stopping)
+                            core->lost(gen, "the node is stopping");
+                        },
+                        on_error);
               } else if constexpr (std::is_same_v<Req, StatsRequest>) {
                 self->request(st.remote, caf::infinite, std::move(req))
                     .then([core, id](Stats& r) { core->complete(id, Expected<Incoming>(Incoming(std::move(r)))); },

@@ -76,6 +76,12 @@ std::string Server::endpoint() const {
   return host + ":" + std::to_string(impl_->port);
 }
 
+void Server::drain() {
+  std::lock_guard<std::mutex> g(impl_->m);
+  if (impl_->open)
+    drain_py_runtime(impl_->front);
+}
+
 void Server::close() {
   std::lock_guard<std::mutex> g(impl_->m);
   if (!impl_->open)

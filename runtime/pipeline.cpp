@@ -275,7 +275,41 @@ struct Pipeline::Impl {
         node_lost(d, one->error());
         return;
       }
+      if (one && !one->has_value() && one->error().code == ErrorCode::runtime_stopped) {
+        // The node is shutting down (its queue is answered runtime_stopped
+        // before it goes): the batch goes elsewhere like a lost one.
+        Error e(ErrorCode::node_lost, "node " + node.name + " stopped: " + one->error().message);
+        e.where = node.name;
+        node_lost(d, e);
+        return;
+      }
       node.batches++;
+      if (!one) {
+        // Calls the node did not run because it is stopping go elsewhere,
+        // like a lost node's; the rest are its answers.
+        auto& results = std::get<BatchReply>(reply).results;
+        Dispatch stopped = d;
+        stopped.seqs.clear();
+        std::vector<std::uint64_t> kept;
+        BatchReply rest;
+        for (std::size_t i = 0; i < d.seqs.size(); ++i) {
+          if (i < results.size() && !results[i] && results[i].error().code == ErrorCode::runtime_stopped) {
+            stopped.seqs.push_back(d.seqs[i]);
+          } else {
+            kept.push_back(d.seqs[i]);
+            rest.results.push_back(i < results.size() ? std::move(results[i])
+                                                      : Expected<Value>(Error(ErrorCode::internal,
+                                                                              "missing batch result")));
+          }
+        }
+        if (!stopped.seqs.empty()) {
+          Error e(ErrorCode::node_lost, "node " + node.name + " stopped before these calls ran");
+          e.where = node.name;
+          node_lost(stopped, e);
+          d.seqs = std::move(kept);
+          reply = AnyReply(std::move(rest));
+        }
+      }
       node.records += d.seqs.size();
     }
     if (one && d.batch) {

@@ -80,6 +80,11 @@ public:
   std::uint16_t port() const noexcept;
   /// `"address:port"`.
   std::string endpoint() const;
+  /// The node is stopping: new requests (and heartbeats) are answered
+  /// `runtime_stopped`, so clients take it out of rotation and send their
+  /// work elsewhere, while the calls it runs finish. `gilkeeper serve` does
+  /// this on SIGTERM before shutting its runtime down. Idempotent.
+  void drain();
   /// Stops listening and drops every connection; requests still pending
   /// are answered `runtime_stopped`. Shut the runtime down first to let
   /// calls in flight finish (`gilkeeper serve` does on SIGTERM).
