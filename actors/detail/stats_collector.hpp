@@ -227,6 +227,14 @@ inline void refuse(StatsCollector& stats, Job& job, Error error) {
 /// told at its deadline (counted here), or because its deadline passed while
 /// it waited (then `expired` is the error to answer it with).
 inline bool may_start(StatsCollector& stats, Job& job, StatsCollector::clock::time_point now, Error& expired) {
+  // Expired first, while the slot is still queued: a slot marked running
+  // before this check made a caller that settled its deadline at that
+  // moment see a running request and say "soft" for one that never ran.
+  if (job.deadline.expired(now) && !(job.slot && job.slot->state() == ReplySlot::done)) {
+    stats.missed(job.type, DeadlinePhase::queued);
+    expired = deadline_error(ReplySlot::queued, job.label);
+    return false;
+  }
   if (job.slot && !job.slot->start()) {
     bool cancelled = job.slot->cancel_requested();
     if (!cancelled)
