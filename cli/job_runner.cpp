@@ -632,13 +632,7 @@ int run_job(const RunOptions& options) {
   if (!apply_node_options(options.nodes, job.cluster))
     return exit_usage;
   // The logger: --log and --log-format win over the job's [log].
-  if (!options.log_file.empty() || !options.log_format.empty()) {
-    job.log.configured = true;
-    if (!options.log_file.empty())
-      job.log.file = options.log_file;
-    if (!options.log_format.empty())
-      job.log.format = options.log_format == "json" ? LogFormat::json : LogFormat::text;
-  }
+  apply_log_options(job, options.log_file, options.log_format);
   if (options.workers > 0) {
     if (options.workers > 1 && job.runtime.isolation == Isolation::thread) {
       say("--workers " + std::to_string(options.workers) + " needs isolation = \"process\" in " + options.job

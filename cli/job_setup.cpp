@@ -20,6 +20,16 @@ bool load_job(const std::string& path, Config& job) {
   return true;
 }
 
+void apply_log_options(Config& config, const std::string& file, const std::string& format) {
+  if (file.empty() && format.empty())
+    return;
+  config.log.configured = true;
+  if (!file.empty())
+    config.log.file = file;
+  if (!format.empty())
+    config.log.format = format == "json" ? LogFormat::json : LogFormat::text;
+}
+
 std::unique_ptr<Runtime> start_runtime(const Config& job) {
   try {
     return std::make_unique<Runtime>(job);

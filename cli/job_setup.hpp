@@ -15,6 +15,10 @@ namespace gk::cli {
 // and uses only what `run` supports. Prints the problem and returns false.
 bool load_job(const std::string& path, Config& job);
 
+// `--log FILE` and `--log-format text|json` (either may be empty): they win
+// over the config's [log].
+void apply_log_options(Config& config, const std::string& file, const std::string& format);
+
 // Starts a runtime for a job; prints why it could not.
 std::unique_ptr<Runtime> start_runtime(const Config& job);
 

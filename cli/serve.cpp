@@ -28,13 +28,7 @@ int serve(const ServeCliOptions& options) {
     say(e.what());
     return exit_usage;
   }
-  if (!options.log_file.empty() || !options.log_format.empty()) {
-    config.log.configured = true;
-    if (!options.log_file.empty())
-      config.log.file = options.log_file;
-    if (!options.log_format.empty())
-      config.log.format = options.log_format == "json" ? LogFormat::json : LogFormat::text;
-  }
+  apply_log_options(config, options.log_file, options.log_format);
   auto endpoint = parse_endpoint(options.listen);
   if (!endpoint) {
     say("--listen: " + endpoint.error().message);

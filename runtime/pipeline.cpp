@@ -250,6 +250,17 @@ struct Pipeline::Impl {
     finish(seq);
   }
 
+  // The attempt record `seq` just had counts against nothing (its batch was
+  // lost with a worker or a node); its record, or nullptr when it is out.
+  Record* take_back_attempt(std::uint64_t seq) {
+    auto* r = find(seq);
+    if (r) {
+      r->stage_attempts--;
+      r->total_attempts--;
+    }
+    return r;
+  }
+
   void dispatch_done(std::uint64_t did, AnyReply&& reply) {
     auto it = dispatches.find(did);
     if (it == dispatches.end())
@@ -321,13 +332,10 @@ struct Pipeline::Impl {
         // is unknown, so each goes again alone, and this attempt does not
         // count against any of them.
         for (auto it = d.seqs.rbegin(); it != d.seqs.rend(); ++it) {
-          auto* r = find(*it);
-          if (!r)
-            continue;
-          r->stage_attempts--;
-          r->total_attempts--;
-          r->solo = true;
-          waiting[d.stage].push_front(*it);
+          if (auto* r = take_back_attempt(*it)) {
+            r->solo = true;
+            waiting[d.stage].push_front(*it);
+          }
         }
         report.stages[d.stage].calls -= d.seqs.size();
         return;
@@ -356,11 +364,9 @@ struct Pipeline::Impl {
     report.nodes[static_cast<std::size_t>(d.lane)].lost += d.seqs.size();
     report.stages[d.stage].calls -= d.seqs.size();
     for (auto it = d.seqs.rbegin(); it != d.seqs.rend(); ++it) {
-      auto* r = find(*it);
+      auto* r = take_back_attempt(*it);
       if (!r)
         continue;
-      r->stage_attempts--;
-      r->total_attempts--;
       if (r->node_losses++ < options.node_retries) {
         waiting[d.stage].push_front(*it);
         continue;
