@@ -7,6 +7,7 @@
 #include "gilkeeper/runtime/pipeline.hpp"
 
 #include <caf/all.hpp>
+#include <caf/io/all.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -246,4 +247,40 @@ TEST_CASE("a pipeline shares a stage's records with a remote runtime: each once,
     if (!local)
       CHECK(report.nodes[0].records == static_cast<std::uint64_t>(n));
   }
+}
+
+TEST_CASE("a node of another gilkeeper version is refused at connect, naming both versions", "[net]") {
+  // A stand-in node: the typed interface, published, answering node_info
+  // with another version (and nothing else).
+  caf::actor_system_config cfg;
+  cfg.load<caf::io::middleman>();
+  configure_actor_system(cfg);
+  caf::actor_system sys{cfg};
+  auto refuse = [](auto&) -> caf::error { return caf::sec::unexpected_message; };
+  auto other = sys.spawn([refuse]() -> py_runtime_actor::behavior_type {
+    return {
+        [refuse](ImportRequest& r) -> caf::result<Value> { return refuse(r); },
+        [refuse](CallRequest& r) -> caf::result<Value> { return refuse(r); },
+        [refuse](EvalRequest& r) -> caf::result<Value> { return refuse(r); },
+        [refuse](ExecRequest& r) -> caf::result<Value> { return refuse(r); },
+        [refuse](GetattrRequest& r) -> caf::result<Value> { return refuse(r); },
+        [refuse](ReleaseRequest& r) -> caf::result<Value> { return refuse(r); },
+        [refuse](BatchRequest& r) -> caf::result<BatchReply> { return refuse(r); },
+        [refuse](StatsRequest& r) -> caf::result<Stats> { return refuse(r); },
+        [refuse](ShutdownRequest& r) -> caf::result<ShutdownReport> { return refuse(r); },
+        [](NodeInfoRequest&) -> caf::result<NodeInfo> {
+          NodeInfo info;
+          info.version = "0.0.0-other";
+          return info;
+        },
+    };
+  });
+  auto port = sys.middleman().publish(other, 0, "127.0.0.1");
+  REQUIRE(port);
+  auto node = connect("127.0.0.1:" + std::to_string(*port));
+  REQUIRE_FALSE(node);
+  CHECK(node.error().code == ErrorCode::bad_request);
+  CHECK(node.error().message.find("runs gilkeeper 0.0.0-other and this client gilkeeper ") != std::string::npos);
+  CHECK(node.error().message.find("every node must run the same version") != std::string::npos);
+  caf::anon_send_exit(other, caf::exit_reason::user_shutdown);
 }
