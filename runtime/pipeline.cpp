@@ -299,21 +299,25 @@ struct Pipeline::Impl {
         // Calls the node did not run because it is stopping go elsewhere,
         // like a lost node's; the rest are its answers.
         auto& results = std::get<BatchReply>(reply).results;
+        auto not_run = [&](std::size_t i) {
+          return i < results.size() && !results[i] && results[i].error().code == ErrorCode::runtime_stopped;
+        };
         Dispatch stopped = d;
         stopped.seqs.clear();
-        std::vector<std::uint64_t> kept;
-        BatchReply rest;
-        for (std::size_t i = 0; i < d.seqs.size(); ++i) {
-          if (i < results.size() && !results[i] && results[i].error().code == ErrorCode::runtime_stopped) {
+        for (std::size_t i = 0; i < d.seqs.size(); ++i)
+          if (not_run(i))
             stopped.seqs.push_back(d.seqs[i]);
-          } else {
+        if (!stopped.seqs.empty()) {
+          std::vector<std::uint64_t> kept;
+          BatchReply rest;
+          for (std::size_t i = 0; i < d.seqs.size(); ++i) {
+            if (not_run(i))
+              continue;
             kept.push_back(d.seqs[i]);
             rest.results.push_back(i < results.size() ? std::move(results[i])
                                                       : Expected<Value>(Error(ErrorCode::internal,
                                                                               "missing batch result")));
           }
-        }
-        if (!stopped.seqs.empty()) {
           Error e(ErrorCode::node_lost, "node " + node.name + " stopped before these calls ran");
           e.where = node.name;
           node_lost(stopped, e);

@@ -229,23 +229,48 @@ TEST_CASE("a pipeline shares a stage's records with a remote runtime: each once,
     options.remotes = {node};
     options.local = local;
     Pipeline p(rt, {Stage::python("id", "gk_testmod:identity")}, options);
-    std::vector<std::int64_t> out;
-    p.on_output([&](Output&& o) { out.push_back(o.value.as_int()); });
+    // Records with strings and nested values: each arrives whole, not only
+    // its scalars.
+    auto record = [](int i) {
+      return Value::dict({{"n", std::int64_t{i}}, {"text", "record " + std::to_string(i)},
+                          {"tags", Value::list({"a", Value::dict({{"x", 1.5}})})}});
+    };
+    std::vector<Value> out;
+    p.on_output([&](Output&& o) { out.push_back(std::move(o.value)); });
     p.on_failure([&](Failure&& f) { FAIL("record " << f.id << " failed: " << f.error.to_string()); });
     const int n = 5000;
     for (int i = 0; i < n; ++i)
-      REQUIRE(p.push(static_cast<std::uint64_t>(i), Value(std::int64_t{i})));
+      REQUIRE(p.push(static_cast<std::uint64_t>(i), record(i)));
     p.close();
     auto report = p.wait();
     REQUIRE(out.size() == static_cast<std::size_t>(n));
     for (int i = 0; i < n; ++i)
-      REQUIRE(out[static_cast<std::size_t>(i)] == i);
+      REQUIRE(out[static_cast<std::size_t>(i)] == record(i));
     REQUIRE(report.nodes.size() == 1);
     CHECK(report.nodes[0].name == server->endpoint());
     CHECK(report.nodes[0].records > 0);
     CHECK(report.nodes[0].lost == 0);
     if (!local)
       CHECK(report.nodes[0].records == static_cast<std::uint64_t>(n));
+  }
+  // A stage's Python errors come back from the node with their type,
+  // message and traceback.
+  PipelineOptions only_node;
+  only_node.remotes = {node};
+  only_node.local = false;
+  Pipeline p(rt, {Stage::python("fail", "gk_testmod:raise_value_error")}, only_node);
+  std::vector<Failure> failed;
+  p.on_failure([&](Failure&& f) { failed.push_back(std::move(f)); });
+  for (int i = 0; i < 20; ++i)
+    REQUIRE(p.push(static_cast<std::uint64_t>(i), Value("bad record " + std::to_string(i))));
+  p.close();
+  p.wait();
+  REQUIRE(failed.size() == 20);
+  for (auto& f : failed) {
+    CHECK(f.error.code == ErrorCode::python_exception);
+    CHECK(f.error.type == "ValueError");
+    CHECK(f.error.message == "bad record " + std::to_string(f.id));
+    CHECK(f.error.traceback.find("raise_value_error") != std::string::npos);
   }
 }
 
