@@ -133,19 +133,18 @@ typename Inspector::result_type inspect(Inspector& f, LogEvent& x) {
                    field.value = strings[si++];
                    break;
                  case 1:
+                 case 3:  // a bool travels as an int
                    if (ii >= ints.size())
                      return caf::make_error(caf::sec::invalid_argument);
-                   field.value = ints[ii++];
+                   if (kinds[i] == 1)
+                     field.value = ints[ii++];
+                   else
+                     field.value = ints[ii++] != 0;
                    break;
                  case 2:
                    if (di >= doubles.size())
                      return caf::make_error(caf::sec::invalid_argument);
                    field.value = doubles[di++];
-                   break;
-                 case 3:
-                   if (ii >= ints.size())
-                     return caf::make_error(caf::sec::invalid_argument);
-                   field.value = ints[ii++] != 0;
                    break;
                  default:
                    return caf::make_error(caf::sec::invalid_argument);

@@ -81,9 +81,5 @@ std::unique_ptr<caf::actor_system_config> network_config(const TlsFiles& tls) {
   return cfg;
 }
 
-std::string render(caf::actor_system& sys, const caf::error& e) {
-  return sys.render(e);
-}
-
 } // namespace detail
 } // namespace gk

@@ -147,10 +147,6 @@ bool network_failure(const caf::error& e) {
   return e.category() == caf::atom("system");
 }
 
-Expected<Incoming> reply_error(caf::actor_system& sys, const caf::error& e) {
-  (void) sys;
-  return Expected<Incoming>(from_caf_error(e));
-}
 
 caf::behavior mux(caf::stateful_actor<mux_state>* self, std::shared_ptr<RemoteCore> core) {
   self->state.core = std::move(core);
@@ -189,7 +185,7 @@ caf::behavior mux(caf::stateful_actor<mux_state>* self, std::shared_ptr<RemoteCo
             core->complete(id, Expected<Incoming>(core->lost_error(self->system().render(e))));
             return;
           }
-          auto reply = reply_error(self->system(), e);
+          auto reply = Expected<Incoming>(from_caf_error(e));
           bool stopping = reply.error().code == ErrorCode::runtime_stopped;
           core->complete(id, std::move(reply));
           if (stopping)
@@ -281,7 +277,7 @@ struct RemoteRuntime::Impl {
               [&](caf::error& e) { handle = std::move(e); });
     }
     if (!handle) {
-      auto why = detail::render(*sys, handle.error());
+      auto why = sys->render(handle.error());
       if (handle.error() == caf::sec::request_timeout)
         why = "no answer within " + std::to_string(opts.connect_timeout.count()) + " ms";
       std::string hint;
@@ -304,7 +300,7 @@ struct RemoteRuntime::Impl {
                  [&](caf::error& err) {
                    failed = Error(ErrorCode::node_lost, "node " + core->endpoint + " did not answer within "
                                                             + std::to_string(opts.connect_timeout.count())
-                                                            + " ms: " + detail::render(*sys, err));
+                                                            + " ms: " + sys->render(err));
                    failed.where = core->endpoint;
                  });
     if (!info)

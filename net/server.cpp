@@ -57,7 +57,7 @@ Expected<std::unique_ptr<Server>> Server::start(Runtime& runtime, ServeOptions o
                         : impl->sys->middleman().publish(impl->front, options.port, options.address.c_str(), true);
   if (!port) {
     Error e(ErrorCode::bad_request, "cannot listen on " + options.address + ":" + std::to_string(options.port) + ": "
-                                        + detail::render(*impl->sys, port.error()));
+                                        + impl->sys->render(port.error()));
     e.where = "--listen";
     stop_py_runtime(impl->front);
     return Result(e);

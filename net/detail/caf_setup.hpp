@@ -23,7 +23,4 @@ Error check_tls_files(const TlsFiles& tls, const char* certificate_option, const
 /// A config for a network actor system.
 std::unique_ptr<caf::actor_system_config> network_config(const TlsFiles& tls);
 
-/// CAF's error as text (its own rendering: "system_error(...)").
-std::string render(caf::actor_system& sys, const caf::error& e);
-
 } // namespace gk::detail
