@@ -6,6 +6,7 @@
 #include "actors/detail/stats_collector.hpp"
 #include "actors/detail/blocking_context.hpp"
 #include "actors/detail/join_or_detach.hpp"
+#include "actors/host_functions.hpp"
 #include "interop/interpreter.hpp"
 #include "gilkeeper/config/log.hpp"
 
@@ -16,10 +17,16 @@
 #include <future>
 #include <mutex>
 #include <optional>
+#include <csignal>
+#include <poll.h>
 #include <thread>
 #include <unistd.h>
 
 namespace gk {
+
+bool Executor::submit_nested(Job& job, detail::HostNest& nest, SubmitKey) {
+  return nest.push(job);
+}
 
 std::string where_of(const std::string& label) {
   // "call m:f", "call <T>.m", "import m", "getattr m:a": the part after the
@@ -119,11 +126,27 @@ public:
   void submit(Job job, SubmitKey) override { enqueue(std::move(job)); }
 
   void cancel(const std::shared_ptr<ReplySlot>& slot) override {
-    std::lock_guard<std::mutex> g(wd_mutex_);
-    if (wd_seq_ != 0 && wd_slot_ == slot && !wd_cancelled_) {
-      wd_cancelled_ = true;
-      interp_->interrupt(native_, wd_seq_, true);
+    std::vector<CancelToken> nested;
+    {
+      std::lock_guard<std::mutex> g(wd_mutex_);
+      if (wd_.seq != 0 && wd_.slot == slot && !wd_.cancelled) {
+        wd_.cancelled = true;
+        interp_->interrupt(native_, wd_.seq, true);
+        return;
+      }
+      // A request waiting in a host call while a nested one runs: the host
+      // calls from it inward are cancelled (and with them what they nest),
+      // and it is interrupted when its turn comes back (run_nested).
+      for (std::size_t i = 0; i < wd_outer_.size(); ++i)
+        if (wd_outer_[i].armed.slot == slot && !wd_outer_[i].cancel_pending) {
+          wd_outer_[i].cancel_pending = true;
+          for (std::size_t j = i; j < wd_outer_.size(); ++j)
+            nested.push_back(wd_outer_[j].token);
+          break;
+        }
     }
+    for (auto& token : nested)
+      token.cancel();  // outside the lock: it cancels nested requests here
   }
 
 private:
@@ -210,11 +233,11 @@ public:
     bool wedged = false;
     {
       std::lock_guard<std::mutex> g(wd_mutex_);
-      seq = wd_seq_;
-      label = wd_label_;
-      started = wd_started_;
-      deadline = wd_deadline_;
-      wedged = wd_wedged_;
+      seq = wd_.seq;
+      label = wd_.label;
+      started = wd_.started;
+      deadline = wd_.deadline;
+      wedged = wd_.wedged;
     }
     if (seq == 0) {
       out += "  running: nothing\n";
@@ -228,7 +251,7 @@ public:
       bool same = false;
       {
         std::lock_guard<std::mutex> g(wd_mutex_);
-        same = wd_seq_ == seq;
+        same = wd_.seq == seq;
       }
       if (!sample.taken)
         out += "  stack: not taken (" + sample.note + ")\n";
@@ -287,6 +310,13 @@ private:
     options.epoch = options_.epoch;
     if (options_.answer_at_interrupt)
       options.on_interrupted = [this](Error e) { answer_interrupted(std::move(e)); };
+    if (options_.hosts || options_.start_host_call) {
+      options.host_call = [this](const std::string& name, List args, const HostCallSite& site) {
+        return host_call(name, std::move(args), site);
+      };
+      if (options_.hosts)
+        options.host_names = [hosts = options_.hosts] { return hosts->names(); };
+    }
     std::weak_ptr<ThreadExecutor> weak = self;
     if (!options_.host_owned_refs)
       options.release_ref = [weak](std::uint64_t id, std::uint64_t epoch) {
@@ -429,6 +459,140 @@ private:
 
   void finish(Job& job, AnyReply&& reply) { detail::reply_to(stats_, job, std::move(reply)); }
 
+  // -- host calls (docs/host-functions.md) --------------------------------------
+
+  // Python called gilkeeper.host.NAME: on the calling Python thread, the GIL
+  // released. The host function runs on a gk-host thread (or, in a worker
+  // process, at the host); this thread waits for it and, meanwhile, runs the
+  // requests it makes on the call's behalf (re-entrancy). The wait ends at
+  // the request's interrupt (its deadline, a cancel): then Python raises
+  // that interrupt's exception and the host function's token is cancelled.
+  Expected<Value> host_call(const std::string& name, List args, const HostCallSite& site) {
+    Expected<std::shared_ptr<detail::HostNest>> nest = Error();
+    if (options_.start_host_call) {
+      if (!site.request_thread)
+        return Error(ErrorCode::bad_request, "in process isolation a host function is called only from the thread "
+                                             "that runs requests, not from a Python thread of the code's own");
+      nest = options_.start_host_call(name, std::move(args), site.deadline);
+    } else {
+      nest = options_.hosts->call(this, name, std::move(args), site.deadline, site.request_thread);
+    }
+    if (!nest)
+      return nest.error();
+    return wait_host(**nest, site);
+  }
+
+  Expected<Value> wait_host(detail::HostNest& nest, const HostCallSite& site) {
+    // The interrupt signal stays blocked except inside ppoll, so that an
+    // interrupt aimed between the check and the wait still wakes it.
+    const int signo = site.request_thread ? interp_->signal_number() : 0;
+    sigset_t interrupt, open;
+    sigemptyset(&interrupt);
+    if (signo > 0) {
+      sigaddset(&interrupt, signo);
+      pthread_sigmask(SIG_BLOCK, &interrupt, &open);
+    }
+    auto unblock = [&] {
+      if (signo > 0)
+        pthread_sigmask(SIG_SETMASK, &open, nullptr);
+    };
+    Expected<Value> out = Error();
+    for (;;) {
+      auto next = nest.take();
+      if (next.result) {
+        out = std::move(*next.result);
+        break;
+      }
+      bool interrupted = site.seq != 0 && Interpreter::interrupt_pending(site.seq);
+      // Without an interrupt to wait for (none configured, or no request),
+      // the deadline ends the wait; with one, the watchdog aims it at the
+      // deadline, and the wait ends on it (a margin covers a late watchdog).
+      const bool by_signal = signo > 0 && site.seq != 0;
+      bool late = site.deadline.is_finite()
+                  && (by_signal ? site.deadline.expired(clock::now() - kInterruptMargin) : site.deadline.expired());
+      if (interrupted || late || stopping_flag_.load(std::memory_order_acquire)) {
+        out = Error(interrupted || late ? ErrorCode::deadline_exceeded : ErrorCode::runtime_stopped,
+                    interrupted || late ? "the calling request's deadline passed (or it was cancelled)"
+                                        : "the runtime stopped");
+        nest.token.cancel();
+        if (nest.on_abandon)
+          nest.on_abandon();
+        break;
+      }
+      if (next.job) {
+        unblock();
+        run_nested(*next.job, nest);
+        next.job.reset();  // destroyed here: a Ref in it queues its release
+        if (signo > 0)
+          pthread_sigmask(SIG_BLOCK, &interrupt, nullptr);
+        continue;
+      }
+      pollfd p{nest.fd, POLLIN, 0};
+      timespec limit{};
+      const timespec* timeout = nullptr;
+      if (site.deadline.is_finite()) {
+        auto left = std::max(site.deadline.remaining() + (by_signal ? kInterruptMargin : clock::duration(0)),
+                             std::chrono::nanoseconds(0));
+        limit.tv_sec = static_cast<time_t>(left.count() / 1000000000);
+        limit.tv_nsec = static_cast<long>(left.count() % 1000000000);
+        timeout = &limit;
+      }
+      int n = ::ppoll(&p, 1, timeout, signo > 0 ? &open : nullptr);
+      if (n > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)))
+        nest.drain();
+    }
+    unblock();
+    // Requests still queued for this call: their host function gave up on
+    // them or is being abandoned; they are answered, never run here.
+    for (auto& job : nest.close())
+      detail::refuse(stats_, job, Error(ErrorCode::cancelled, job.label + ": the host call it was made for ("
+                                                                 + nest.name + ") ended before it ran"));
+    return out;
+  }
+
+  static constexpr auto kInterruptMargin = std::chrono::milliseconds(100);
+
+  // Runs a request nested in a host call: the request that waits for the
+  // call is set aside (its arming, its interrupt state) and restored after.
+  void run_nested(Job& job, detail::HostNest& nest) {
+    auto outer_job = interrupted_job_;
+    auto outer_deadline = interrupted_deadline_;
+    {
+      std::lock_guard<std::mutex> g(wd_mutex_);
+      wd_outer_.push_back(Waiting{std::move(wd_), nest.token, false});
+      wd_ = Armed{};
+    }
+    bool have_gil = false;
+    run_job(job, have_gil);
+    bool reinterrupt = false, as_cancel = false;
+    {
+      std::lock_guard<std::mutex> g(wd_mutex_);
+      Waiting w = std::move(wd_outer_.back());
+      wd_outer_.pop_back();
+      wd_ = std::move(w.armed);
+      if (w.cancel_pending)
+        wd_.cancelled = true;
+      // The nested request's end forgot any interrupt aimed at this one:
+      // aim it again.
+      reinterrupt = wd_.seq != 0 && (wd_.interrupted || wd_.cancelled);
+      as_cancel = wd_.cancelled;
+    }
+    if (wd_.seq != 0) {
+      if (!have_gil) {
+        interp_->acquire_gil();
+        have_gil = true;
+      }
+      interp_->begin_request(wd_.seq, wd_.label, wd_.deadline);
+    }
+    interrupted_job_ = outer_job;
+    interrupted_deadline_ = outer_deadline;
+    if (have_gil)
+      interp_->release_gil();
+    if (reinterrupt)
+      interp_->interrupt(native_, wd_.seq, as_cancel);
+    wd_cv_.notify_one();  // the watchdog looks at the restored deadline
+  }
+
   // A soft interrupt (deadline, cancel, shutdown) raised in the running
   // request: its caller is answered now, with where the code was, by the
   // rules of the request's own reply (run_job), which then finds the slot
@@ -462,8 +626,8 @@ private:
       // The watchdog's verdict on a call stuck in native code keeps the
       // results of the calls before it (see watch()).
       std::lock_guard<std::mutex> g(wd_mutex_);
-      wd_batch_ = &out;
-      wd_batch_size_ = b.calls.size();
+      wd_.batch = &out;
+      wd_.batch_size = b.calls.size();
     }
     interp_->begin_batch();
     // One clock read per call: the time after a call is the time before the
@@ -538,7 +702,7 @@ private:
     interp_->end_batch();
     if (per_call) {
       std::lock_guard<std::mutex> g(wd_mutex_);
-      wd_batch_ = nullptr;
+      wd_.batch = nullptr;
     }
     return out;
   }
@@ -566,7 +730,7 @@ private:
   // PRECONDITION: wd_mutex_ held.
   Error wedged_error_locked(const std::string& label) const {
     return Error(ErrorCode::wedged,
-                 label + ": the runtime is wedged: " + wd_label_
+                 label + ": the runtime is wedged: " + wd_.label
                      + " is stuck (in native code or ignoring interrupts) past its deadline "
                        "and grace period; requests fail fast until it returns");
   }
@@ -723,19 +887,19 @@ private:
     auto gil_at = gil_timeout_ ? started + *gil_timeout_ : clock::time_point::max();
     {
       std::lock_guard<std::mutex> g(wd_mutex_);
-      wd_seq_ = seq;
-      wd_slot_ = std::move(slot);
-      wd_deadline_ = deadline;
-      wd_label_ = label;
-      wd_type_ = type;
-      wd_started_ = started;
-      wd_slow_at_ = slow_at;
-      wd_slow_threshold_ = threshold.value;
-      wd_gil_at_ = gil_at;
-      wd_interrupted_ = false;
-      wd_native_probed_ = false;
-      wd_cancelled_ = false;
-      wd_wedged_ = false;
+      wd_.seq = seq;
+      wd_.slot = std::move(slot);
+      wd_.deadline = deadline;
+      wd_.label = label;
+      wd_.type = type;
+      wd_.started = started;
+      wd_.slow_at = slow_at;
+      wd_.slow_threshold = threshold.value;
+      wd_.gil_at = gil_at;
+      wd_.interrupted = false;
+      wd_.native_probed = false;
+      wd_.cancelled = false;
+      wd_.wedged = false;
       auto first = std::min(slow_at, gil_at);
       if (deadline.is_finite())
         first = std::min(first, deadline.when());
@@ -821,7 +985,7 @@ private:
     auto sample = interp_->sample_stack(native_, std::chrono::milliseconds(20));
     {
       std::lock_guard<std::mutex> g(wd_mutex_);
-      if (wd_seq_ != seq)
+      if (wd_.seq != seq)
         return;  // it ended meanwhile: the stack would be another's
     }
     auto now = clock::now();
@@ -867,8 +1031,8 @@ private:
 
   void disarm() {
     std::lock_guard<std::mutex> g(wd_mutex_);
-    wd_seq_ = 0;
-    wd_slot_.reset();
+    wd_.seq = 0;
+    wd_.slot.reset();
     // Under the watchdog's lock: it sets wedged only while the call runs.
     wedged_.store(false, std::memory_order_release);
   }
@@ -878,29 +1042,29 @@ private:
     std::unique_lock<std::mutex> lk(wd_mutex_);
     while (!wd_stop_) {
       auto never = clock::time_point::max();
-      if (wd_seq_ != 0 && !wd_wedged_) {
+      if (wd_.seq != 0 && !wd_.wedged) {
         // Monitoring first: a slow call's stack is taken while it runs.
-        auto alert_at = std::min(wd_slow_at_, wd_gil_at_);
+        auto alert_at = std::min(wd_.slow_at, wd_.gil_at);
         if (alert_at != never && clock::now() >= alert_at) {
           auto now = clock::now();
-          bool slow = now >= wd_slow_at_, gil = now >= wd_gil_at_;
+          bool slow = now >= wd_.slow_at, gil = now >= wd_.gil_at;
           if (slow)
-            wd_slow_at_ = never;
+            wd_.slow_at = never;
           if (gil)
-            wd_gil_at_ = never;
-          auto seq = wd_seq_;
-          auto label = wd_label_, type = wd_type_;
-          auto started = wd_started_;
-          auto threshold = wd_slow_threshold_;
-          auto deadline = wd_deadline_;
+            wd_.gil_at = never;
+          auto seq = wd_.seq;
+          auto label = wd_.label, type = wd_.type;
+          auto started = wd_.started;
+          auto threshold = wd_.slow_threshold;
+          auto deadline = wd_.deadline;
           lk.unlock();
           report_running(seq, slow, gil, label, type, started, threshold, deadline);
           lk.lock();
           continue;
         }
       }
-      auto alert_at = wd_seq_ == 0 || wd_wedged_ ? never : std::min(wd_slow_at_, wd_gil_at_);
-      if (wd_seq_ == 0 || !wd_deadline_.is_finite() || wd_wedged_) {
+      auto alert_at = wd_.seq == 0 || wd_.wedged ? never : std::min(wd_.slow_at, wd_.gil_at);
+      if (wd_.seq == 0 || !wd_.deadline.is_finite() || wd_.wedged) {
         wd_wake_ = alert_at;
         if (alert_at == never)
           wd_cv_.wait(lk);
@@ -909,20 +1073,20 @@ private:
         continue;
       }
       auto now = clock::now();
-      if (!wd_interrupted_) {
-        if (now >= wd_deadline_.when()) {
-          wd_interrupted_ = true;
-          interp_->interrupt(native_, wd_seq_);
+      if (!wd_.interrupted) {
+        if (now >= wd_.deadline.when()) {
+          wd_.interrupted = true;
+          interp_->interrupt(native_, wd_.seq);
           continue;
         }
-        wd_wake_ = wd_deadline_.when();
+        wd_wake_ = wd_.deadline.when();
       } else {
-        auto wedge_at = wd_deadline_.when() + grace_;
-        if (options_.on_stuck_in_native && !wd_native_probed_) {
-          auto probe = Interpreter::probe_native(wd_seq_, kNativeProbe);
+        auto wedge_at = wd_.deadline.when() + grace_;
+        if (options_.on_stuck_in_native && !wd_.native_probed) {
+          auto probe = Interpreter::probe_native(wd_.seq, kNativeProbe);
           if (probe == NativeProbe::stuck) {
-            wd_native_probed_ = true;
-            auto running = wd_slot_;
+            wd_.native_probed = true;
+            auto running = wd_.slot;
             lk.unlock();
             options_.on_stuck_in_native(running);
             lk.lock();
@@ -935,29 +1099,29 @@ private:
             wd_cv_.wait_until(lk, wd_wake_);
             continue;
           }
-          wd_native_probed_ = true;  // taken by Python code, or a blocking call: the usual way
+          wd_.native_probed = true;  // taken by Python code, or a blocking call: the usual way
         }
         if (now >= wedge_at && options_.exit_when_stuck)
           std::_Exit(kStuckExitStatus);  // the host reaps and replaces this process
         if (now >= wedge_at) {
-          wd_wedged_ = true;
+          wd_.wedged = true;
           // Set while the stuck call is still armed (disarm clears it under
           // this lock), so a call returning now cannot leave it set.
           wedged_.store(true, std::memory_order_release);
           wedged_count_.fetch_add(1);
-          auto running = wd_slot_;
-          auto label = wd_label_;
+          auto running = wd_.slot;
+          auto label = wd_.label;
           Error stuck = Error::deadline(DeadlinePhase::soft, label + " is stuck past its deadline and grace period "
                                                                      "(native code that ignores interrupts); the "
                                                                      "runtime is wedged until it returns");
           // In a batch: the calls before the stuck one keep their results,
           // the ones after it are reported as not run.
           std::optional<BatchReply> partial;
-          if (wd_batch_) {
+          if (wd_.batch) {
             partial.emplace();
-            partial->results = wd_batch_->results;
+            partial->results = wd_.batch->results;
             partial->results.emplace_back(stuck);
-            while (partial->results.size() < wd_batch_size_)
+            while (partial->results.size() < wd_.batch_size)
               partial->results.emplace_back(wedged_error_locked("not run"));
           }
           lk.unlock();
@@ -1015,8 +1179,8 @@ private:
       // Interrupt the running call, if any, so that shutdown is not held up
       // by a sleeping or looping call.
       std::lock_guard<std::mutex> g(wd_mutex_);
-      if (wd_seq_ != 0)
-        interp_->interrupt(native_, wd_seq_);
+      if (wd_.seq != 0)
+        interp_->interrupt(native_, wd_.seq);
     }
     auto done = finished_.get_future();
     // finalize() itself waits up to `grace` for Python threads.
@@ -1036,8 +1200,8 @@ private:
       std::string label;
       {
         std::lock_guard<std::mutex> g(wd_mutex_);
-        running = wd_slot_;
-        label = wd_label_;
+        running = wd_.slot;
+        label = wd_.label;
       }
       if (running)
         running->complete(Expected<Value>(Error(ErrorCode::runtime_stopped,
@@ -1101,26 +1265,39 @@ private:
 
   std::mutex wd_mutex_;
   std::condition_variable wd_cv_;
-  std::uint64_t wd_seq_ = 0;
-  Deadline wd_deadline_;
-  std::string wd_label_;
-  std::shared_ptr<ReplySlot> wd_slot_;
-  // Monitoring of the running request: its type, start, and when it becomes
-  // slow or holds the interpreter too long (time_point::max(): not, or
-  // reported already).
-  std::string wd_type_;
-  clock::time_point wd_started_{};
-  clock::time_point wd_slow_at_ = clock::time_point::max();
-  std::chrono::nanoseconds wd_slow_threshold_{0};
-  clock::time_point wd_gil_at_ = clock::time_point::max();
-  // The batch being run call by call (per-call deadlines), for the wedge.
-  const BatchReply* wd_batch_ = nullptr;
-  std::size_t wd_batch_size_ = 0;
-  bool wd_interrupted_ = false;
-  // Whether the native-code probe has spoken (on_stuck_in_native).
-  bool wd_native_probed_ = false;
-  bool wd_cancelled_ = false;
-  bool wd_wedged_ = false;
+  // What the watchdog watches: the running request (the innermost one when
+  // a host call serves nested requests; the outer ones wait in wd_outer_).
+  struct Armed {
+    std::uint64_t seq = 0;
+    Deadline deadline;
+    std::string label;
+    std::shared_ptr<ReplySlot> slot;
+    // Monitoring of the running request: its type, start, and when it
+    // becomes slow or holds the interpreter too long (time_point::max():
+    // not, or reported already).
+    std::string type;
+    clock::time_point started{};
+    clock::time_point slow_at = clock::time_point::max();
+    std::chrono::nanoseconds slow_threshold{0};
+    clock::time_point gil_at = clock::time_point::max();
+    // The batch being run call by call (per-call deadlines), for the wedge.
+    const BatchReply* batch = nullptr;
+    std::size_t batch_size = 0;
+    bool interrupted = false;
+    // Whether the native-code probe has spoken (on_stuck_in_native).
+    bool native_probed = false;
+    bool cancelled = false;
+    bool wedged = false;
+  };
+  Armed wd_;
+  // Requests waiting in a host call while the requests it nests run (outer
+  // first), each with the host call it waits in. Under wd_mutex_.
+  struct Waiting {
+    Armed armed;
+    CancelToken token;  // the host call's (HostNest::token)
+    bool cancel_pending = false;  // cancelled while a nested request ran
+  };
+  std::vector<Waiting> wd_outer_;
   bool wd_stop_ = false;
   clock::time_point wd_wake_ = clock::time_point::max();
 

@@ -43,6 +43,10 @@ using AnyRequest = std::variant<ImportRequest, CallRequest, EvalRequest, ExecReq
 using AnyReply = std::variant<Expected<Value>, BatchReply>;
 
 class DeadlineWatch;
+namespace detail {
+struct HostNest;
+class HostFunctions;
+}
 
 /// Where a job's replies are counted by target (detail::TargetTable): filled
 /// by the front door (PyRuntime::submit) for a job with a caller. Small on
@@ -203,6 +207,12 @@ public:
     (void)fetch;
     return false;
   }
+  /// Queues a request made on behalf of host call `nest` (a host function
+  /// calling back into this runtime) for the interpreter that waits for
+  /// that call. False, with `job` untouched, when that call has ended (the
+  /// job is then submitted as any other).
+  virtual bool submit_nested(Job& job, detail::HostNest& nest, SubmitKey);
+
   /// Interrupts the request of `slot` with `cancelled` if it is running now
   /// (a request that starts later sees `cancel_requested()` itself). Never
   /// blocks on Python.
@@ -247,6 +257,12 @@ struct ThreadExecutorOptions {
   /// does not check for signals, and will not reply in time. The host then
   /// stops the worker at once instead of waiting for a reply.
   std::function<void(const std::shared_ptr<ReplySlot>&)> on_stuck_in_native;
+  /// The runtime's host functions (Runtime::expose); null: none.
+  std::shared_ptr<detail::HostFunctions> hosts;
+  /// In a worker process: starts a host call at the host (over the socket)
+  /// and returns the nest to wait on, instead of `hosts`.
+  std::function<Expected<std::shared_ptr<detail::HostNest>>(const std::string& name, List args, Deadline deadline)>
+      start_host_call;
 };
 
 /// How long an interrupt that found its call holding the GIL may go
@@ -272,7 +288,8 @@ Expected<std::shared_ptr<Executor>> start_thread_executor(const Config& config,
 /// crashed children fail their call with `worker_crashed` and are replaced;
 /// every child is reaped. Fails when the worker program cannot be found or
 /// the first worker cannot start.
-Expected<std::shared_ptr<Executor>> start_process_executor(const Config& config);
+Expected<std::shared_ptr<Executor>> start_process_executor(const Config& config,
+                                                           std::shared_ptr<detail::HostFunctions> hosts = nullptr);
 
 /// The program started as a worker: `$GILKEEPER_WORKER`, else the
 /// `gilkeeper` executable next to the library or in `../bin`.

@@ -28,8 +28,8 @@ using namespace std::chrono_literals;
 
 } // namespace
 
-ProcessExecutor::ProcessExecutor(const Config& config, std::string worker)
-  : config_(config), worker_(std::move(worker)),
+ProcessExecutor::ProcessExecutor(const Config& config, std::string worker, std::shared_ptr<HostFunctions> hosts)
+  : config_(config), worker_(std::move(worker)), hosts_(std::move(hosts)),
     workers_(static_cast<std::size_t>(std::max(1, config.runtime.workers))) {}
 
 ProcessExecutor::~ProcessExecutor() {
@@ -595,13 +595,14 @@ void ProcessExecutor::stop_all() {
 
 namespace gk {
 
-Expected<std::shared_ptr<Executor>> start_process_executor(const Config& config) {
+Expected<std::shared_ptr<Executor>> start_process_executor(const Config& config,
+                                                           std::shared_ptr<detail::HostFunctions> hosts) {
   std::string worker = find_worker_executable();
   if (worker.empty())
     return Error(ErrorCode::internal,
                  "process isolation needs the gilkeeper executable as its worker: set GILKEEPER_WORKER "
                  "or install gilkeeper next to its library");
-  auto ex = std::make_shared<detail::ProcessExecutor>(config, worker);
+  auto ex = std::make_shared<detail::ProcessExecutor>(config, worker, std::move(hosts));
   if (Error e = ex->start())
     return e;
   return std::shared_ptr<Executor>(std::move(ex));

@@ -216,6 +216,10 @@ NodeInfo node_info_base(const Config& config) {
                                                                              : "deny"));
     if (caps.write_paths_set)
       info.capabilities.push_back("write_paths: " + join(caps.write_paths));
+    if (!caps.allow_host.empty())
+      info.capabilities.push_back("allow_host: " + join(caps.allow_host));
+    if (!caps.deny_host.empty())
+      info.capabilities.push_back("deny_host: " + join(caps.deny_host));
   }
   return info;
 }

@@ -1,6 +1,7 @@
 #include "actors/py_runtime_core.hpp"
 #include "actors/detail/blocking_context.hpp"
 #include "actors/detail/stats_collector.hpp"
+#include "actors/host_functions.hpp"
 
 #include <algorithm>
 #include <condition_variable>
@@ -98,7 +99,18 @@ PyRuntime::~PyRuntime() {
     watch_->stop();
 }
 
+namespace {
+
+// The context a request is made on behalf of: the caller's, or else that of
+// the host function running on this thread (its requests nest by default).
+const RequestContext* parent_of(const SubmitOptions& options) {
+  return options.parent ? &*options.parent : detail::current_host_context();
+}
+
+} // namespace
+
 Deadline PyRuntime::submit(AnyRequest request, std::shared_ptr<ReplySlot> slot, const SubmitOptions& options) {
+  const RequestContext* parent = parent_of(options);
   Job job;
   std::string target = target_of(request);
   std::visit(
@@ -109,8 +121,8 @@ Deadline PyRuntime::submit(AnyRequest request, std::shared_ptr<ReplySlot> slot, 
           job.deadline = Deadline::never();
         } else {
           job.deadline = policy_.resolve(job.type, target, r.deadline, options.stage_timeout);
-          if (options.parent)
-            job.deadline = job.deadline.min(options.parent->deadline);
+          if (parent)
+            job.deadline = job.deadline.min(parent->deadline);
           r.deadline = job.deadline;  // a worker process reads it from the request
         }
       },
@@ -120,7 +132,7 @@ Deadline PyRuntime::submit(AnyRequest request, std::shared_ptr<ReplySlot> slot, 
   if (slot)
     detail::tally_targets(executor_->targets(), request, job);
   job.request = std::move(request);
-  const CancelToken* parent_token = options.parent && options.parent->cancel.can_be_cancelled() ? &options.parent->cancel : nullptr;
+  const CancelToken* parent_token = parent && parent->cancel.can_be_cancelled() ? &parent->cancel : nullptr;
   bool cancellable = slot && (options.cancellable || parent_token);
   if (slot && watch_ && (job.deadline.is_finite() || cancellable)) {
     // A batch whose calls have deadlines of their own: its deadline is a
@@ -150,6 +162,11 @@ Deadline PyRuntime::submit(AnyRequest request, std::shared_ptr<ReplySlot> slot, 
   }
   job.slot = std::move(slot);
   Deadline deadline = job.deadline;
+  // Made by a host function on behalf of a Python call of this runtime: the
+  // interpreter that waits for that call serves it (docs/host-functions.md).
+  if (parent && parent->host_call && parent->host_call->executor == executor_.get() && parent->host_call->nestable
+      && executor_->submit_nested(job, *parent->host_call, SubmitKey{}))
+    return deadline;
   executor_->submit(std::move(job), SubmitKey{});
   return deadline;
 }
@@ -179,6 +196,16 @@ AnyReply PyRuntime::ask(AnyRequest request, const SubmitOptions& options) {
   if (const char* context = detail::blocking_context()) {
     std::string label = label_of(request, target_of(request));
     Error e = detail::deadlock_error(label, context);
+    e.where = where_of(label);
+    return Expected<Value>(std::move(e));
+  }
+  // A host function called from a Python thread of the code's own cannot
+  // wait for this runtime: only the interpreter's thread serves nested
+  // requests, and it may be the one waiting for that Python thread.
+  if (const RequestContext* parent = parent_of(options);
+      parent && parent->host_call && parent->host_call->executor == executor_.get() && !parent->host_call->nestable) {
+    std::string label = label_of(request, target_of(request));
+    Error e = detail::deadlock_error(label, detail::kHostFromPythonThread);
     e.where = where_of(label);
     return Expected<Value>(std::move(e));
   }

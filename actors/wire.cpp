@@ -38,6 +38,7 @@ typename Inspector::result_type inspect(Inspector& f, CapabilitiesConfig& x) {
   auto network = static_cast<std::uint8_t>(x.network);
   return f(caf::meta::type_name("CapabilitiesConfig"), x.configured, x.profile, x.allow_modules, x.deny_modules,
            native, x.allow_native, x.fork, x.subprocess, network, x.write_paths, x.write_paths_set,
+           x.allow_host, x.deny_host,
            caf::meta::load_callback([&]() -> caf::error {
              x.native_extensions = static_cast<NativePolicy>(native);
              x.network = static_cast<NetworkPolicy>(network);

@@ -415,7 +415,8 @@ private:
                                                                                  {"deny", false}};
     in_.for_each_entry(table, path,
                        {"profile", "allow_modules", "deny_modules", "native_extensions",
-                        "allow_native", "fork", "subprocess", "network", "write_paths"},
+                        "allow_native", "fork", "subprocess", "network", "write_paths", "allow_host",
+                        "deny_host"},
                        [&](std::string_view name, const toml::node& value, const std::string& key) {
                          if (name == "allow_modules") {
                            caps.allow_modules = in_.module_names(value, key);
@@ -435,6 +436,10 @@ private:
                            caps.subprocess = in_.choice<bool>(value, key, allow_deny);
                          } else if (name == "network") {
                            caps.network = read_network(value, key);
+                         } else if (name == "allow_host") {
+                           caps.allow_host = in_.strings(value, key);
+                         } else if (name == "deny_host") {
+                           caps.deny_host = in_.strings(value, key);
                          } else if (name == "write_paths") {
                            caps.write_paths = in_.paths(value, key);
                            caps.write_paths_set = true;

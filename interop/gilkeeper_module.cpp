@@ -6,11 +6,14 @@
 //                                 extension that may not be loaded,
 //     gilkeeper.PermissionDenied  (also a PermissionError) for anything else;
 //   gilkeeper.Cancelled         raised in a running call that was cancelled;
+//   gilkeeper.host.NAME(...)   calls the host function NAME (host_call.cpp);
+//   gilkeeper.HostError         raised when a host function fails;
 //   gilkeeper.remaining()       seconds left before the running request's
 //                               deadline, or None;
 //   gilkeeper._interrupt        the signal handler behind soft deadlines.
 
 #include "interop/detail/py.hpp"
+#include "interop/detail/host_call.hpp"
 #include "interop/detail/interrupt.hpp"
 #include "interop/detail/stack_trace.hpp"
 
@@ -146,7 +149,7 @@ PyObject* init_gilkeeper_module() {
       || PyModule_AddObject(m, "ImportDenied", g_import_denied) != 0
       || PyModule_AddObject(m, "PermissionDenied", g_permission_denied) != 0
       || PyModule_AddObject(m, "Cancelled", g_cancelled) != 0
-      || PyModule_AddStringConstant(m, "__version__", GK_VERSION) != 0) {
+      || PyModule_AddStringConstant(m, "__version__", GK_VERSION) != 0 || !add_host_module(m)) {
     Py_DECREF(m);
     return nullptr;
   }
@@ -186,6 +189,7 @@ void reset_module_types() {
   Py_CLEAR(g_import_denied);
   Py_CLEAR(g_permission_denied);
   Py_CLEAR(g_cancelled);
+  reset_host_module();
 }
 
 InterruptState& interrupt_state() {

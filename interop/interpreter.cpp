@@ -4,6 +4,7 @@
 #include "interop/capabilities.hpp"
 #include "interop/detail/interrupt.hpp"
 #include "interop/detail/py.hpp"
+#include "interop/detail/host_call.hpp"
 
 #include <atomic>
 #include <cerrno>
@@ -324,8 +325,17 @@ Expected<std::unique_ptr<Interpreter>> Interpreter::start(InterpreterOptions opt
     return setup_failed("cannot activate the capability rules");
 
   detail::interrupt_state().on_interrupted = impl->options.on_interrupted;
+  auto& host = detail::host_call_state();
+  host.call = impl->options.host_call;
+  host.names = impl->options.host_names;
+  host.policy = policy.get();
+  host.owner = pthread_self();
   impl->main_tstate = PyEval_SaveThread();
   return std::unique_ptr<Interpreter>(new Interpreter(std::move(impl)));
+}
+
+bool Interpreter::interrupt_pending(std::uint64_t seq) noexcept {
+  return detail::interrupt_aimed_at(seq);
 }
 
 void Interpreter::acquire_gil() {
@@ -684,6 +694,8 @@ std::vector<std::string> join_python_threads(std::chrono::nanoseconds grace) {
 ShutdownReport Interpreter::finalize(std::chrono::nanoseconds grace) {
   auto& impl = *impl_;
   detail::interrupt_state().on_interrupted = nullptr;
+  detail::host_call_state().call = nullptr;
+  detail::host_call_state().names = nullptr;
   ShutdownReport report;
   for (auto& [id, e] : impl.table.entries())
     report.leaked_refs.push_back(LeakedRef{id, e.type_name, e.origin});

@@ -27,6 +27,18 @@
 
 namespace gk {
 
+/// Where Python code called a host function from (InterpreterOptions::
+/// host_call).
+struct HostCallSite {
+  /// The request running on the interpreter's thread, and its deadline
+  /// (0 and never when none runs, or the call came from another thread).
+  std::uint64_t seq = 0;
+  Deadline deadline;
+  /// Called on the interpreter's own thread (the thread that runs
+  /// requests), not on a Python thread of the code's own.
+  bool request_thread = false;
+};
+
 /// How to start an interpreter.
 struct InterpreterOptions {
   /// Prepended to sys.path, in order.
@@ -56,6 +68,15 @@ struct InterpreterOptions {
   /// block. The request's own error, when it unwinds uncaught, carries the
   /// same traceback.
   std::function<void(Error)> on_interrupted;
+  /// Runs host function `name` for Python code (`gilkeeper.host.NAME(...)`)
+  /// and returns its result: called on the calling Python thread with the
+  /// GIL released, after the capability rules allowed it. It returns
+  /// `deadline_exceeded` or `cancelled` when an interrupt aimed at
+  /// `site.seq` ended the wait (see interrupt_pending); Python then gets
+  /// that interrupt's exception. Empty: no host functions.
+  std::function<Expected<Value>(const std::string& name, List args, const HostCallSite& site)> host_call;
+  /// The names of the host functions, for `dir(gilkeeper.host)`.
+  std::function<std::vector<std::string>()> host_names;
 };
 
 /// The interpreter. Not copyable. Thread-safety: owner thread only, except
@@ -171,6 +192,10 @@ public:
   /// signals: Python code takes an interrupt within microseconds).
   /// Thread-safe.
   static NativeProbe probe_native(std::uint64_t seq, std::chrono::nanoseconds probe) noexcept;
+
+  /// True while an interrupt is aimed at request `seq` and Python code has
+  /// not taken it (a host call's wait ends on it). Thread-safe.
+  static bool interrupt_pending(std::uint64_t seq) noexcept;
 
   /// Takes the Python stack of the owner thread without stopping it: the
   /// interrupt signal, with no interrupt aimed (Python's handler then does

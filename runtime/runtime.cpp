@@ -44,9 +44,11 @@ Config observed(Config config) {
   return config;
 }
 
-std::shared_ptr<PyRuntime> start_core(const Config& config) {
-  auto ex = config.runtime.isolation == Isolation::process ? start_process_executor(config)
-                                                           : start_thread_executor(config);
+std::shared_ptr<PyRuntime> start_core(const Config& config, const std::shared_ptr<detail::HostFunctions>& hosts) {
+  ThreadExecutorOptions options;
+  options.hosts = hosts;
+  auto ex = config.runtime.isolation == Isolation::process ? start_process_executor(config, hosts)
+                                                           : start_thread_executor(config, options);
   if (!ex)
     throw RuntimeStartError(ex.error());
   return std::make_shared<PyRuntime>(std::move(*ex), config);
@@ -125,7 +127,7 @@ Runtime::Runtime(Config config) : impl_(std::make_unique<Impl>()) {
   configure_actor_system(*impl.caf_config);
   if (impl.config.debug.gil.detect_deadlock)
     impl.caf_config->add_thread_hook<SchedulerThreadMark>();
-  impl.core = start_core(impl.config);
+  impl.core = start_core(impl.config, impl.hosts);
   impl.owned_system = std::make_unique<caf::actor_system>(*impl.caf_config);
   impl.system = impl.owned_system.get();
   impl.front = spawn_py_runtime(*impl.system, impl.core, node_info_base(impl.config));
@@ -134,9 +136,21 @@ Runtime::Runtime(Config config) : impl_(std::make_unique<Impl>()) {
 Runtime::Runtime(Config config, caf::actor_system& system) : impl_(std::make_unique<Impl>()) {
   auto& impl = *impl_;
   impl.config = observed(std::move(config));
-  impl.core = start_core(impl.config);
+  impl.core = start_core(impl.config, impl.hosts);
   impl.system = &system;
   impl.front = spawn_py_runtime(system, impl.core, node_info_base(impl.config));
+}
+
+Error Runtime::expose(const std::string& name, HostFunction fn) {
+  return impl_->hosts->expose(name, std::move(fn));
+}
+
+bool Runtime::unexpose(const std::string& name) {
+  return impl_->hosts->remove(name);
+}
+
+std::vector<std::string> Runtime::exposed() const {
+  return impl_->hosts->names();
 }
 
 std::unique_ptr<Runtime> Runtime::from_file(const std::string& path) {

@@ -34,6 +34,13 @@ inline constexpr const char kSchedulerThread[] =
     "on a scheduler thread of the runtime's own actor system: the thread may be one its reply needs"
     " (use call_async, gk::ask_async or gk::request, which do not block)";
 
+/// A host function called from a Python thread other than the interpreter's
+/// (a `threading.Thread` of the code's own), calling back into its runtime.
+inline constexpr const char kHostFromPythonThread[] =
+    "by a host function called from a Python thread of the code's own: only the interpreter's thread serves "
+    "requests nested in a host call, and it may be waiting for that Python thread (call from the request's "
+    "thread, or use call_async)";
+
 /// The phrase naming this thread's context, or nullptr when the thread may
 /// block.
 const char* blocking_context() noexcept;

@@ -29,7 +29,7 @@ namespace gk::detail {
 
 class ProcessExecutor final : public Executor, public std::enable_shared_from_this<ProcessExecutor> {
 public:
-  ProcessExecutor(const Config& config, std::string worker);
+  ProcessExecutor(const Config& config, std::string worker, std::shared_ptr<HostFunctions> hosts);
   ~ProcessExecutor() override;
 
   Error start();
@@ -80,6 +80,7 @@ private:
 
   Config config_;
   std::string worker_;
+  std::shared_ptr<HostFunctions> hosts_;
   std::size_t workers_;
   int wake_fd_ = -1;
   std::thread supervisor_;

@@ -5,6 +5,7 @@
 
 #include "gilkeeper/actors/py_runtime.hpp"
 #include "actors/py_runtime_core.hpp"
+#include "actors/host_functions.hpp"
 #include "gilkeeper/runtime/runtime.hpp"
 #include "runtime/detail/callback_queue.hpp"
 
@@ -22,6 +23,8 @@ struct Runtime::Impl {
   std::unique_ptr<caf::actor_system_config> caf_config;
   std::unique_ptr<caf::actor_system> owned_system;
   caf::actor_system* system = nullptr;
+  // Host functions (Runtime::expose), shared with the executor.
+  std::shared_ptr<detail::HostFunctions> hosts = std::make_shared<detail::HostFunctions>();
   // The one front door, and its CAF face.
   std::shared_ptr<PyRuntime> core;
   py_runtime_actor front;

@@ -149,6 +149,11 @@ struct CapabilitiesConfig {
   /// `write_paths_set == false` means unrestricted.
   std::vector<std::string> write_paths;
   bool write_paths_set = false;
+  /// Host functions (`Runtime::expose`) Python code may call, by name.
+  /// `allow_host` empty: every one (unless denied); `"*"` in `deny_host`
+  /// denies them all. A denied call raises gilkeeper.PermissionDenied.
+  std::vector<std::string> allow_host;
+  std::vector<std::string> deny_host;
 };
 
 /// Thresholds by request, most specific first (as timeouts are): the

@@ -26,6 +26,7 @@ namespace gk {
 
 namespace detail {
 struct CancelState;
+struct HostNest;
 }
 
 /// Unregisters a cancellation callback when destroyed (see
@@ -87,10 +88,19 @@ private:
 /// What a request carries to the work done on its behalf. Thread-safe: a
 /// plain value (copies share the token).
 struct RequestContext {
+  RequestContext() = default;
+  RequestContext(Deadline deadline_, CancelToken cancel_ = CancelToken::none(),
+                 std::shared_ptr<detail::HostNest> host_call_ = nullptr)
+    : deadline(deadline_), cancel(std::move(cancel_)), host_call(std::move(host_call_)) {}
+
   /// When the request stops being worth an answer (never when it has none).
   Deadline deadline = Deadline::never();
   /// Cancelled when the request is cancelled.
   CancelToken cancel = CancelToken::none();
+  /// Set on the context a host function gets (`HostCall::context`): a
+  /// request made with it as parent is served by the interpreter that waits
+  /// for that host function (see Runtime::expose). Leave it alone.
+  std::shared_ptr<detail::HostNest> host_call;
 
   /// Time left before the deadline (`duration::max()` when none).
   Deadline::duration remaining() const noexcept { return deadline.remaining(); }

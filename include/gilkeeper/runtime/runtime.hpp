@@ -31,6 +31,7 @@
 #include "gilkeeper/interop/context.hpp"
 #include "gilkeeper/interop/deadline.hpp"
 #include "gilkeeper/interop/expected.hpp"
+#include "gilkeeper/interop/host.hpp"
 #include "gilkeeper/interop/request.hpp"
 #include "gilkeeper/interop/value.hpp"
 #include "gilkeeper/runtime/future.hpp"
@@ -41,6 +42,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace gk {
@@ -158,6 +160,35 @@ public:
   Future<Value> exec_async(const std::string& code, RequestOptions options = {});
   /// Runs many calls in one request, asynchronously.
   Future<std::vector<Expected<Value>>> batch_async(std::vector<CallRequest> calls, RequestOptions options = {});
+
+  /// Exposes a C++ function to the Python code this runtime runs, as
+  /// `gilkeeper.host.NAME(*args)` (also `from gilkeeper import host`).
+  /// `fn` is called with the positional arguments as Values and the call's
+  /// `HostCall` (its deadline: what is left of the calling request's; its
+  /// token: cancelled when Python stops waiting). It runs on a `gk-host`
+  /// thread while the Python call waits with the GIL released; requests it
+  /// makes to this runtime (on its own thread, or with
+  /// `RequestOptions::within(call.context())`) are served re-entrantly by the
+  /// waiting interpreter, any number of levels deep. An error, an exception
+  /// or a result with no Python form raises `gilkeeper.HostError` in
+  /// Python. Process isolation: the same, over the worker's socket.
+  /// Registering a name again replaces it; may be called at any time.
+  /// Errors: bad_request for a name that is not a Python identifier or
+  /// starts with '_'. See docs/host-functions.md.
+  Error expose(const std::string& name, HostFunction fn);
+  /// The short form: `fn(const gk::List& args)` returning anything
+  /// `Expected<Value>` is made from (a Value, an Error, an Expected).
+  template <class F, class = std::enable_if_t<std::is_invocable_v<F&, const List&>
+                                              && !std::is_invocable_v<F&, const List&, const HostCall&>>>
+  Error expose(const std::string& name, F fn) {
+    return expose(name, HostFunction([fn = std::move(fn)](const List& args, const HostCall&) mutable
+                                         -> Expected<Value> { return fn(args); }));
+  }
+  /// Removes a host function; false when `name` was not exposed. Python
+  /// calls to it then raise HostError (bad_request).
+  bool unexpose(const std::string& name);
+  /// The names exposed now.
+  std::vector<std::string> exposed() const;
 
   /// Counters and timings; answers even while the interpreter is stuck.
   Stats stats() const;
