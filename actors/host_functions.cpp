@@ -69,6 +69,11 @@ std::deque<Job> HostNest::close() {
   return std::move(nested_);
 }
 
+bool HostNest::open() {
+  std::lock_guard<std::mutex> g(m_);
+  return open_;
+}
+
 HostNest::Next HostNest::take() {
   Next next;
   std::lock_guard<std::mutex> g(m_);

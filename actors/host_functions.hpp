@@ -76,6 +76,8 @@ struct HostNest {
   /// Ends the wait: later pushes are refused. Returns the nested requests
   /// that were still queued.
   std::deque<Job> close();
+  /// False once the wait ended (close).
+  bool open();
 
   /// For the waiting side: the result when it arrived, else the next
   /// nested request (or nothing). Never blocks.

@@ -229,6 +229,7 @@ void ProcessExecutor::fail_job(Child& c, Error e) {
   if (!c.job)
     return;
   held_back_.erase(c.job_id);  // the whole request fails, held-back calls too
+  end_host_calls(c, e);
   auto& job = *c.job;
   detail::refuse(stats_, job, std::move(e));
   c.job.reset();

@@ -283,6 +283,20 @@ std::vector<char> encode_event(const LogEvent& event) {
   return frame(FrameKind::event, copy);
 }
 
+std::vector<char> encode_host_call(std::uint64_t id, const std::string& name, const List& args, Deadline deadline) {
+  auto n = name;
+  auto a = args;
+  return frame(FrameKind::host_call, id, n, a, deadline);
+}
+
+std::vector<char> encode_host_reply(std::uint64_t id, const Expected<Value>& result) {
+  return frame_variant(FrameKind::host_reply, id, AnyReply(result));
+}
+
+std::vector<char> encode_host_cancel(std::uint64_t id) {
+  return frame(FrameKind::host_cancel, id);
+}
+
 Expected<Frame> decode(const char* data, std::size_t size) {
   caf::binary_deserializer src(nullptr, data, size);
   Frame out;
@@ -310,6 +324,26 @@ Expected<Frame> decode(const char* data, std::size_t size) {
       out.request = std::move(r);
       break;
     }
+    case FrameKind::host_call:
+      err = src(out.id, out.name, out.args, out.deadline);
+      break;
+    case FrameKind::host_reply: {
+      std::uint8_t index = 0;
+      err = src(out.id, index);
+      AnyReply r;
+      if (!err)
+        err = load_alternative(src, index, r);
+      if (!err) {
+        auto* v = std::get_if<Expected<Value>>(&r);
+        if (!v)
+          return protocol_error("a host reply must be one value");
+        out.result = std::move(*v);
+      }
+      break;
+    }
+    case FrameKind::host_cancel:
+      err = src(out.id);
+      break;
     case FrameKind::reply: {
       std::uint8_t index = 0;
       err = src(out.id, out.denials, index);

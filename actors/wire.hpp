@@ -32,6 +32,9 @@ enum class FrameKind : std::uint8_t {
   goodbye = 5,  ///< host -> worker: finish and exit
   stuck = 6,    ///< worker -> host: id; the request runs native code past its deadline
   event = 7,    ///< worker -> host: a LogEvent (an alert or a trace), for the host's log
+  host_call = 8,    ///< worker -> host: id, name, List args, Deadline: run a host function
+  host_reply = 9,   ///< host -> worker: id, Expected<Value>: the host function's result
+  host_cancel = 10, ///< worker -> host: id; the worker stopped waiting for that host call
 };
 
 /// What a worker needs to start its interpreter.
@@ -68,6 +71,10 @@ struct Frame {
   std::uint64_t denials = 0;  ///< reply: the worker's capability denials so far
   std::int32_t pid = 0; ///< ready
   std::optional<LogEvent> event;  ///< event
+  std::string name;               ///< host_call
+  List args;                      ///< host_call
+  Deadline deadline;              ///< host_call
+  std::optional<Expected<Value>> result;  ///< host_reply
 };
 
 /// Encoders: the whole frame including its length prefix.
@@ -82,6 +89,11 @@ std::vector<char> encode_goodbye();
 std::vector<char> encode_stuck(std::uint64_t id);
 /// A log event of the worker's, for the host's log.
 std::vector<char> encode_event(const LogEvent& event);
+
+/// A host call of Python code in the worker (`gilkeeper.host.NAME`).
+std::vector<char> encode_host_call(std::uint64_t id, const std::string& name, const List& args, Deadline deadline);
+std::vector<char> encode_host_reply(std::uint64_t id, const Expected<Value>& result);
+std::vector<char> encode_host_cancel(std::uint64_t id);
 
 /// Decodes a frame body (without the length prefix). Errors: bad_request
 /// naming what could not be read.

@@ -4,6 +4,7 @@
 #include "actors/worker.hpp"
 
 #include "actors/executor.hpp"
+#include "actors/host_functions.hpp"
 #include "actors/py_runtime_core.hpp"
 #include "actors/sandbox.hpp"
 #include "actors/wire.hpp"
@@ -12,6 +13,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -115,6 +117,81 @@ int run_worker(int fd, int parent) {
     std::lock_guard<std::mutex> g(write_mutex);
     wire::write_all(fd, frame.data(), frame.size());
   };
+  // Host calls (gilkeeper.host.NAME) go to the host over this socket; while
+  // the interpreter's thread waits for the reply it reads the socket itself
+  // and runs the requests the host function nests (see the executor's
+  // host wait). Set up before the executor exists: these are filled in
+  // below, before any request runs.
+  PyRuntime* runtime_ptr = nullptr;
+  const Executor* executor_ptr = nullptr;
+  std::mutex done_mutex;  // guards done, current_id, current, nested and cancel_id
+  bool done = false;
+  std::uint64_t current_id = 0;
+  std::shared_ptr<ReplySlot> current;
+  std::map<std::uint64_t, std::weak_ptr<ReplySlot>> nested;  // requests nested in host calls
+  std::uint64_t cancel_id = 0;
+  auto host_gone = [&] {
+    {
+      std::lock_guard<std::mutex> g(done_mutex);
+      done = true;
+    }
+    sigval wake{};
+    sigqueue(getpid(), worker_cancel_signal(), wake);  // value 0: not a request
+  };
+  std::uint64_t next_host_call = 0;  // the interpreter's thread only
+  options.start_host_call = [&, fd](const std::string& name, List args,
+                                    Deadline deadline) -> Expected<std::shared_ptr<detail::HostNest>> {
+    auto nest = std::make_shared<detail::HostNest>(executor_ptr, true, name);
+    nest->deadline = deadline;
+    nest->call_id = ++next_host_call;
+    nest->fd = fd;
+    std::weak_ptr<detail::HostNest> weak = nest;
+    nest->pump = [&, fd, weak] {
+      auto self = weak.lock();
+      auto body = self ? wire::read_frame(fd) : std::nullopt;
+      if (!self)
+        return;
+      Expected<wire::Frame> f = Error(ErrorCode::internal, "the host is gone");
+      if (body)
+        f = wire::decode(body->data(), body->size());
+      if (!f || f->kind == wire::FrameKind::goodbye) {
+        self->finish(Error(ErrorCode::runtime_stopped, "the host is gone"));
+        host_gone();
+        return;
+      }
+      if (f->kind == wire::FrameKind::host_reply && f->id == self->call_id && f->result) {
+        self->finish(std::move(*f->result));
+      } else if (f->kind == wire::FrameKind::request && f->request) {
+        // Nested in this call by its host function: run by this thread
+        // while it waits (the request's parent is the call).
+        auto slot = std::make_shared<WireSlot>(fd, write_mutex, f->id, *executor_ptr);
+        bool cancelled = false;
+        {
+          std::lock_guard<std::mutex> g(done_mutex);
+          for (auto it = nested.begin(); it != nested.end();)
+            it = it->second.expired() ? nested.erase(it) : std::next(it);
+          nested[f->id] = slot;
+          cancelled = cancel_id == f->id;
+        }
+        SubmitOptions o;
+        o.parent = RequestContext(self->deadline, self->token, self);
+        runtime_ptr->submit(std::move(*f->request), slot, o);
+        if (cancelled)
+          runtime_ptr->cancel(slot);
+      }
+      // Anything else (a late reply to an earlier call) is not for us.
+    };
+    nest->on_abandon = [fd, id = nest->call_id] {
+      auto frame = wire::encode_host_cancel(id);
+      std::lock_guard<std::mutex> g(write_mutex);
+      wire::write_all(fd, frame.data(), frame.size());
+    };
+    auto frame = wire::encode_host_call(nest->call_id, name, args, deadline);
+    std::lock_guard<std::mutex> g(write_mutex);
+    if (!wire::write_all(fd, frame.data(), frame.size()))
+      return Error(ErrorCode::runtime_stopped, "host call " + name + ": the host is gone");
+    return nest;
+  };
   auto executor = start_thread_executor(config, options);
   if (!executor) {
     auto f = wire::encode_ready(executor.error(), getpid());
@@ -125,6 +202,8 @@ int run_worker(int fd, int parent) {
   // deadlines stamped, and the host watches its callers' deadlines itself
   // (a reply from here must mean the interpreter is free again).
   PyRuntime runtime(*executor, config, PyRuntime::Watch::off);
+  runtime_ptr = &runtime;
+  executor_ptr = executor->get();
   // Warm up: import what the workload uses before saying ready.
   for (auto& module : setup.preload)
     runtime.ask(ImportRequest{module, Deadline::after(std::chrono::seconds(10))});
@@ -144,11 +223,6 @@ int run_worker(int fd, int parent) {
   // arrive before this thread read that request (then the request is
   // cancelled as it is submitted), while it runs (interrupted), or after it
   // ended (ignored: ids are never reused).
-  std::mutex done_mutex;  // guards done, current_id, current and cancel_id
-  bool done = false;
-  std::uint64_t current_id = 0;
-  std::shared_ptr<ReplySlot> current;
-  std::uint64_t cancel_id = 0;
   auto fetch = [&]() -> bool {
     for (;;) {
       auto body = wire::read_frame(fd);
@@ -157,12 +231,7 @@ int run_worker(int fd, int parent) {
         f = wire::decode(body->data(), body->size());
       // A gone host, a corrupt stream (it cannot be trusted) or goodbye.
       if (!f || f->kind == wire::FrameKind::goodbye) {
-        {
-          std::lock_guard<std::mutex> g(done_mutex);
-          done = true;
-        }
-        sigval wake{};
-        sigqueue(getpid(), worker_cancel_signal(), wake);  // value 0: not a request
+        host_gone();
         return false;
       }
       if (f->kind != wire::FrameKind::request || !f->request)
@@ -201,6 +270,8 @@ int run_worker(int fd, int parent) {
         dump = true;
       else if (id == current_id)
         cancel = current;
+      else if (auto it = nested.find(id); it != nested.end())
+        cancel = it->second.lock();
       else
         cancel_id = id;
     }

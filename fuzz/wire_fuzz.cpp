@@ -29,6 +29,9 @@ std::vector<char> encode(const gk::wire::Frame& frame) {
     case FrameKind::goodbye: return gk::wire::encode_goodbye();
     case FrameKind::stuck: return gk::wire::encode_stuck(frame.id);
     case FrameKind::event: return gk::wire::encode_event(*frame.event);
+    case FrameKind::host_call: return gk::wire::encode_host_call(frame.id, frame.name, frame.args, frame.deadline);
+    case FrameKind::host_reply: return gk::wire::encode_host_reply(frame.id, *frame.result);
+    case FrameKind::host_cancel: return gk::wire::encode_host_cancel(frame.id);
   }
   broken("decode returned an unknown frame kind");
 }

@@ -87,6 +87,11 @@ int main(int argc, char** argv) {
   slow.fields = {{"target", std::string("mymod:f")}, {"elapsed_ms", std::int64_t{1000}},
                  {"ratio", 1.5}, {"native", false}};
   ok &= write_seed(dir, "event", wire::encode_event(slow));
+  ok &= write_seed(dir, "host_call", wire::encode_host_call(7, "resize", {Value(64), Value("x")},
+                                                           Deadline::after(std::chrono::seconds(1))));
+  ok &= write_seed(dir, "host_reply", wire::encode_host_reply(7, Value::list({1, 2})));
+  ok &= write_seed(dir, "host_reply_error", wire::encode_host_reply(7, Error(ErrorCode::bad_request, "no")));
+  ok &= write_seed(dir, "host_cancel", wire::encode_host_cancel(7));
   ok &= write_seed(dir, "import", wire::encode_request(1, ImportRequest{"json", Deadline::never()}));
   ok &= write_seed(dir, "call", wire::encode_request(2, call));
   ok &= write_seed(dir, "eval", wire::encode_request(3, EvalRequest{"1 + 1", true, Deadline()}));

@@ -91,13 +91,134 @@ void ProcessExecutor::send_cancels() {
     std::lock_guard<std::mutex> lk(mutex_);
     cancels.swap(cancels_);
   }
+  auto signal = [](Child& c, std::uint64_t id) {
+    sigval v{};
+    v.sival_ptr = reinterpret_cast<void*>(static_cast<std::uintptr_t>(id));
+    ::sigqueue(c.pid, worker_cancel_signal(), v);
+  };
   for (auto& slot : cancels)
-    for (auto& c : children_)
-      if (c.state == Child::State::busy && c.job && c.job->slot == slot && c.pid > 0) {
-        sigval v{};
-        v.sival_ptr = reinterpret_cast<void*>(static_cast<std::uintptr_t>(c.job_id));
-        ::sigqueue(c.pid, worker_cancel_signal(), v);
+    for (auto& c : children_) {
+      if (c.state != Child::State::busy || c.pid <= 0)
+        continue;
+      if (c.job && c.job->slot == slot)
+        signal(c, c.job_id);
+      for (auto& [id, job] : c.nested)
+        if (job.slot == slot)
+          signal(c, id);
+    }
+}
+
+// -- host calls ------------------------------------------------------------------
+
+// A worker's Python code called gilkeeper.host.NAME: the host function runs
+// on a gk-host thread here; requests it makes on the call's behalf go to
+// that worker, whose interpreter waits for the call and serves them
+// (send_nested); its result goes back as a host_reply (relay_host_results).
+void ProcessExecutor::start_host_call(Child& c, wire::Frame& f) {
+  auto fn = hosts_ ? hosts_->find(f.name) : nullptr;
+  if (!fn) {
+    std::string known;
+    if (hosts_)
+      for (auto& n : hosts_->names())
+        known += (known.empty() ? "" : ", ") + n;
+    send_frame(c, wire::encode_host_reply(
+                      f.id, Error(ErrorCode::bad_request, "no host function is exposed as '" + f.name + "'"
+                                                              + (known.empty() ? std::string(" (none is)")
+                                                                               : " (exposed: " + known + ")"))));
+    return;
+  }
+  auto nest = std::make_shared<HostNest>(this, true, f.name);
+  nest->deadline = f.deadline;
+  nest->child_epoch = c.epoch;
+  nest->call_id = f.id;
+  std::weak_ptr<ProcessExecutor> weak_self = weak_from_this();
+  std::weak_ptr<HostNest> weak_nest = nest;
+  nest->on_finish = [weak_self, weak_nest] {
+    if (auto self = weak_self.lock()) {
+      {
+        std::lock_guard<std::mutex> lk(self->mutex_);
+        self->host_done_.push_back(weak_nest);
       }
+      self->wake();
+    }
+  };
+  c.host_calls[f.id] = nest;
+  hosts_->start(std::move(nest), std::move(fn), std::move(f.args));
+}
+
+void ProcessExecutor::relay_host_results() {
+  std::vector<std::weak_ptr<HostNest>> done;
+  {
+    std::lock_guard<std::mutex> lk(mutex_);
+    done.swap(host_done_);
+  }
+  for (auto& weak : done) {
+    auto nest = weak.lock();
+    if (!nest)
+      continue;
+    Child* c = child_for_epoch(nest->child_epoch);
+    auto it = c ? c->host_calls.find(nest->call_id) : decltype(c->host_calls.end()){};
+    if (!c || it == c->host_calls.end() || it->second != nest)
+      continue;  // the worker stopped waiting (host_cancel, its request ended, it died)
+    c->host_calls.erase(it);
+    nest->close();
+    auto result = nest->take().result;
+    if (result)
+      send_frame(*c, wire::encode_host_reply(nest->call_id, *result));
+  }
+}
+
+bool ProcessExecutor::submit_nested(Job& job, HostNest& nest, SubmitKey) {
+  {
+    std::lock_guard<std::mutex> lk(mutex_);
+    if (stopping_ || !nest.open())
+      return false;
+    nested_in_.push_back(NestedJob{std::move(job), nest.child_epoch, nest.call_id});
+  }
+  wake();
+  return true;
+}
+
+// Requests nested in a worker's host call go to that worker, busy as it is:
+// its interpreter waits in the call and serves them.
+void ProcessExecutor::send_nested() {
+  std::vector<NestedJob> in;
+  {
+    std::lock_guard<std::mutex> lk(mutex_);
+    in.swap(nested_in_);
+  }
+  auto now = clock::now();
+  for (auto& n : in) {
+    Child* c = child_for_epoch(n.epoch);
+    if (!c || c->state != Child::State::busy || !c->host_calls.count(n.call_id)) {
+      detail::refuse(stats_, n.job, Error(ErrorCode::cancelled, n.job.label + ": the host call it was made for ended "
+                                                                              "before it ran"));
+      continue;
+    }
+    if (Error expired; !detail::may_start(stats_, n.job, now, expired)) {
+      if (expired)
+        detail::refuse(stats_, n.job, std::move(expired));
+      continue;
+    }
+    auto id = ++next_request_id_;
+    auto frame = wire::encode_request(id, n.job.request);
+    c->nested.emplace(id, std::move(n.job));
+    send_frame(*c, std::move(frame));
+  }
+}
+
+// The request that made a worker's host calls ended (its reply, a crash, a
+// kill): their host functions are told (their token), and requests they
+// nested that are still out fail with the request's error.
+void ProcessExecutor::end_host_calls(Child& c, const Error& e) {
+  for (auto& [id, nest] : c.host_calls) {
+    nest->close();
+    nest->token.cancel();
+  }
+  c.host_calls.clear();
+  for (auto& [id, job] : c.nested)
+    detail::refuse(stats_, job, e ? e : Error(ErrorCode::cancelled, job.label + ": the host call it was made for ended"));
+  c.nested.clear();
 }
 
 // Notes the module of a call so that the next children import it early.
@@ -121,6 +242,8 @@ Child* ProcessExecutor::child_for_epoch(std::uint64_t epoch) {
 // request with Refs goes to the child that owns them).
 void ProcessExecutor::dispatch() {
   send_cancels();
+  relay_host_results();
+  send_nested();
   // A child whose call is past its deadline does not count as busy: its
   // caller has been told, it is only waiting to be killed, and the next
   // call should not wait for that (this is what the warm spare is for).
@@ -251,8 +374,21 @@ void ProcessExecutor::adopt_refs(Value& v) {
 }
 
 void ProcessExecutor::on_reply(Child& c, std::uint64_t id, AnyReply&& reply) {
+  if (auto nested = c.nested.find(id); nested != c.nested.end()) {
+    // A request nested in a host call: the worker stays busy with the
+    // request that waits for that call.
+    Job job = std::move(nested->second);
+    c.nested.erase(nested);
+    { AnyRequest spent = std::move(job.request); }
+    if (auto* v = std::get_if<Expected<Value>>(&reply); v && v->has_value())
+      adopt_refs(**v);
+    stats_.timing(job.type, std::chrono::nanoseconds(0), clock::now() - job.enqueued);
+    detail::reply_to(stats_, job, std::move(reply));
+    return;
+  }
   if (!c.job || c.job_id != id)
     return;  // a reply for a request we already failed
+  end_host_calls(c, Error());
   Job job = std::move(*c.job);
   c.job.reset();
   { AnyRequest spent = std::move(job.request); }  // Refs in it release before the reply
@@ -310,6 +446,17 @@ bool ProcessExecutor::service(Child& c) {
         c.denials = f->denials;
       }
       on_reply(c, f->id, std::move(*f->reply));
+    } else if (f->kind == wire::FrameKind::host_call) {
+      if (c.state == Child::State::busy)
+        start_host_call(c, *f);
+      else
+        send_frame(c, wire::encode_host_reply(f->id, Error(ErrorCode::bad_request, "a host call outside a request")));
+    } else if (f->kind == wire::FrameKind::host_cancel) {
+      if (auto it = c.host_calls.find(f->id); it != c.host_calls.end()) {
+        it->second->close();
+        it->second->token.cancel();
+        c.host_calls.erase(it);
+      }
     } else if (f->kind == wire::FrameKind::stuck) {
       stuck_in_native(c, f->id);
     } else if (f->kind == wire::FrameKind::event && f->event) {

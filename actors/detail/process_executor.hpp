@@ -8,6 +8,7 @@
 #include "actors/detail/crash_breaker.hpp"
 #include "actors/detail/stats_collector.hpp"
 #include "actors/detail/worker_child.hpp"
+#include "actors/host_functions.hpp"
 
 #include <atomic>
 #include <condition_variable>
@@ -34,6 +35,7 @@ public:
 
   Error start();
   void submit(Job job, SubmitKey) override { enqueue(std::move(job)); }
+  bool submit_nested(Job& job, HostNest& nest, SubmitKey) override;
   void cancel(const std::shared_ptr<ReplySlot>& slot) override;
   Stats stats() const override;
   std::string dump(std::chrono::milliseconds wait) override;
@@ -76,6 +78,11 @@ private:
   void dispatch();
   void adopt_refs(Value& v);
   void on_reply(Child& c, std::uint64_t id, AnyReply&& reply);
+  // Host calls of a worker's Python code (docs/host-functions.md).
+  void start_host_call(Child& c, wire::Frame& f);
+  void relay_host_results();
+  void send_nested();
+  void end_host_calls(Child& c, const Error& e);
   bool service(Child& c);
 
   Config config_;
@@ -89,6 +96,15 @@ private:
   std::deque<Job> queue_;
   // Cancelled requests to interrupt in their worker (see cancel()).
   std::vector<std::shared_ptr<ReplySlot>> cancels_;
+  // Host calls whose host function returned (relayed to their worker), and
+  // requests nested in a worker's host call (sent to that worker).
+  std::vector<std::weak_ptr<HostNest>> host_done_;
+  struct NestedJob {
+    Job job;
+    std::uint64_t epoch;
+    std::uint64_t call_id;
+  };
+  std::vector<NestedJob> nested_in_;
   bool stopping_ = false;
   std::chrono::nanoseconds shutdown_grace_{0};
   clock::time_point degraded_until_{};

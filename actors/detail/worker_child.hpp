@@ -8,6 +8,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <sys/types.h>
@@ -46,6 +48,11 @@ struct Child {
   clock::time_point sent;
   /// The job's deadline once sent (Job::run_deadline).
   Deadline deadline;
+  /// Host calls its request made that have not been answered (by call id),
+  /// and the requests those host calls nested, sent to it while its request
+  /// waits (by request id).
+  std::map<std::uint64_t, std::shared_ptr<HostNest>> host_calls;
+  std::map<std::uint64_t, Job> nested;
 };
 
 /// Starts the program `worker` as a child (posix_spawn, in its own process

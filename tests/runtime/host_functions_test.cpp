@@ -137,7 +137,7 @@ TEST_CASE("a host function gets the calling request's deadline and is cancelled 
   while (!ended && std::chrono::steady_clock::now() < wait_until)
     std::this_thread::sleep_for(5ms);
   CHECK(ended);
-  CHECK(saw_cancel);
+  CHECK(saw_cancel.load());
   // The interpreter is free again.
   CHECK(rt.eval("1 + 1", kLong)->as_int() == 2);
 }
@@ -186,7 +186,7 @@ TEST_CASE("cancelling a request cancels its host call and what that call nests",
   auto until = std::chrono::steady_clock::now() + 5s;
   while (!saw_cancel && std::chrono::steady_clock::now() < until)
     std::this_thread::sleep_for(5ms);
-  CHECK(saw_cancel);
+  CHECK(saw_cancel.load());
   CHECK(rt.eval("3", kLong)->as_int() == 3);
 }
 
@@ -240,4 +240,96 @@ TEST_CASE("expose refuses names Python cannot spell", "[host]") {
   CHECK(rt.expose("ok_name", [](const List&) -> Expected<Value> { return Value(); }).code == ErrorCode::none);
   CHECK(rt.unexpose("ok_name"));
   CHECK_FALSE(rt.unexpose("ok_name"));
+}
+
+// -- process isolation: the same over the worker's socket ----------------------
+
+TEST_CASE("process isolation: Python -> host -> Python ten levels deep in one worker", "[host][process]") {
+  Runtime rt(test::process_config("workers = 2\n"));
+  check_ten_levels(rt);
+  // Every level ran in the same worker process (the one that waits), so
+  // two workers were enough for ten levels.
+  REQUIRE_FALSE(rt.expose("pid_below", [&rt](const List&) -> Expected<Value> {
+    return rt.eval("__import__('os').getpid()");
+  }));
+  auto pids = rt.eval("(__import__('os').getpid(), __import__('gilkeeper').host.pid_below())", kLong);
+  REQUIRE(pids);
+  CHECK(pids->as_list().at(0) == pids->as_list().at(1));
+}
+
+TEST_CASE("process isolation: host function results, errors and unknown names", "[host][process]") {
+  Runtime rt(test::process_config("workers = 1\n"));
+  REQUIRE_FALSE(rt.expose("add", [](const List& args) -> Expected<Value> {
+    return Value(args.at(0).as_int() + args.at(1).as_int());
+  }));
+  REQUIRE_FALSE(rt.expose("fails", [](const List&) -> Expected<Value> {
+    return Error(ErrorCode::bad_request, "the image is empty");
+  }));
+  CHECK(rt.call("gk_hostmod:add", {2, 3}, {}, kLong)->as_int() == 5);
+  auto r = call_named(rt, {"fails"});
+  CHECK(r.get<std::string>("code").value() == "bad_request");
+  CHECK(r.get<std::string>("message").value() == "the image is empty");
+  CHECK(call_named(rt, {"nope"}).get<std::string>("code").value() == "bad_request");
+  // From a Python thread of the code's own: refused in a worker process.
+  CHECK(rt.call("gk_hostmod:from_thread", {"add", 1, 2}, {}, kLong)->get<std::string>("code").value() == "bad_request");
+}
+
+TEST_CASE("process isolation: a host function past the request's deadline is cancelled on time", "[host][process][deadline]") {
+  Runtime rt(test::process_config("workers = 1\n"));
+  std::atomic<bool> saw_cancel{false};
+  std::atomic<bool> ended{false};
+  REQUIRE_FALSE(rt.expose("sleepy", [&](const List&, const HostCall& call) -> Expected<Value> {
+    auto until = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < until && !call.cancelled())
+      std::this_thread::sleep_for(1ms);
+    saw_cancel = call.cancelled();
+    ended = true;
+    return Value(1);
+  }));
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = rt.call("gk_hostmod:wait_for", {"sleepy"}, {}, test::within(300ms));
+  CHECK(test::ms_since(t0) < 1500 * kTimeFactor);
+  if (r)
+    CHECK(r->as_string() == "deadline");
+  else
+    CHECK(r.error().code == ErrorCode::deadline_exceeded);
+  auto until = std::chrono::steady_clock::now() + 5s;
+  while (!ended && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(5ms);
+  CHECK(saw_cancel.load());
+  // The worker was not killed for it: it answered at the interrupt.
+  CHECK(rt.eval("1", kLong)->as_int() == 1);
+  CHECK(test::restarts(rt, "hard_deadline") == 0);
+}
+
+TEST_CASE("process isolation: capabilities deny a host function by name", "[host][process][capabilities]") {
+  Runtime rt(test::process_config("workers = 1\n[capabilities]\ndeny_host = [\"secret\"]\n"));
+  std::atomic<int> calls{0};
+  REQUIRE_FALSE(rt.expose("secret", [&](const List&) -> Expected<Value> { return Value(++calls); }));
+  auto r = call_named(rt, {"secret"});
+  CHECK(r.get<std::string>("type").value() == "PermissionDenied");
+  CHECK(calls == 0);
+}
+
+TEST_CASE("process isolation: a worker killed in a host call fails the call and its nested requests", "[host][process]") {
+  Runtime rt(test::process_config("workers = 1\n"));
+  std::atomic<bool> saw_cancel{false}, ended{false};
+  std::atomic<int> nested_code{-1};
+  REQUIRE_FALSE(rt.expose("nest_then_die", [&](const List&, const HostCall& call) -> Expected<Value> {
+    // The nested request kills its own worker process.
+    auto r = rt.exec("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)");
+    nested_code = static_cast<int>(r ? ErrorCode::none : r.error().code);
+    saw_cancel = call.cancelled();
+    ended = true;
+    return r;
+  }));
+  auto r = rt.call("gk_hostmod:call_named", {"nest_then_die"}, {}, kLong);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == ErrorCode::worker_crashed);
+  auto until = std::chrono::steady_clock::now() + 5s;
+  while (!ended && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(5ms);
+  CHECK(nested_code == static_cast<int>(ErrorCode::worker_crashed));
+  CHECK(saw_cancel.load());
+  CHECK(rt.eval("1", kLong)->as_int() == 1);
 }
