@@ -318,11 +318,13 @@ private:
         options.host_names = [hosts = options_.hosts] { return hosts->names(); };
     }
     std::weak_ptr<ThreadExecutor> weak = self;
-    if (!options_.host_owned_refs)
-      options.release_ref = [weak](std::uint64_t id, std::uint64_t epoch) {
+    auto release = [weak](std::uint64_t id, std::uint64_t epoch) {
       if (auto ex = weak.lock())
         ex->enqueue(release_job(id, epoch));
     };
+    if (!options_.host_owned_refs)
+      options.release_ref = release;
+    options.release_buffer = release;  // a Buffer's object is this interpreter's, in a worker too
     auto interp = Interpreter::start(std::move(options));
     if (!interp) {
       started.set_value(interp.error());

@@ -216,6 +216,13 @@ private:
   Value* last_ = nullptr;
 };
 
+// A buffer (a numpy array, a memoryview) is binary data with a layout that
+// JSON cannot carry without choosing a form for the user.
+std::string buffer_has_no_json(const Buffer& b) {
+  return "a buffer (" + Value(b).repr() + ": a numpy array or a memoryview) has no JSON form; return "
+         "arr.tolist() or bytes(view)";
+}
+
 Error value_to_json_impl(const Value& v, Json& out, const std::string& path, int depth) {
   if (depth > kMaxDepth)
     return conversion_error(path, "nesting deeper than " + std::to_string(kMaxDepth));
@@ -264,6 +271,7 @@ Error value_to_json_impl(const Value& v, Json& out, const std::string& path, int
       return conversion_error(path, (type.empty() ? std::string("a Ref") : "a Ref to " + type)
                                         + " has no JSON form");
     }
+    case Value::Kind::buffer: return conversion_error(path, buffer_has_no_json(v.as_buffer()));
   }
   return conversion_error(path, "unknown value kind");
 }
@@ -389,6 +397,7 @@ Error encode_impl(const Value& v, std::string& out, const Path& path, int depth)
       return conversion_error(path.str(), (type.empty() ? std::string("a Ref") : "a Ref to " + type)
                                               + " has no JSON form");
     }
+    case Value::Kind::buffer: return conversion_error(path.str(), buffer_has_no_json(v.as_buffer()));
   }
   return conversion_error(path.str(), "unknown value kind");
 }

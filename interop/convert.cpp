@@ -2,6 +2,7 @@
 // PRECONDITION for everything here: the GIL is held.
 
 #include "interop/detail/py.hpp"
+#include "interop/detail/buffer_convert.hpp"
 
 #include <cstring>
 
@@ -172,6 +173,12 @@ PyObject* to_python_impl(const Value& v, const RefContext& refs, const Path& pat
       }
       return out.release();
     }
+    case Value::Kind::buffer: {
+      PyObject* o = buffer_to_python(v.as_buffer(), path.str(), err);
+      if (!o)
+        err.where = path.str();
+      return o;
+    }
     case Value::Kind::ref: {
       auto& r = v.as_ref();
       PyObject* o = refs.table ? refs.table->get(r.id(), r.epoch()) : nullptr;
@@ -272,6 +279,8 @@ Expected<Value> from_python_impl(PyObject* o, const Path& path, int depth) {
     }
     return Value(std::move(out));
   }
+  if (is_buffer_result(o))
+    return buffer_from_python(o, path.str());
   std::string tn = type_name(o);
   if (PyAnySet_Check(o))
     return conversion_error(path, tn + " has no Value form (convert it to a sorted list)");

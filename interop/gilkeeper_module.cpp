@@ -14,6 +14,7 @@
 
 #include "interop/detail/py.hpp"
 #include "interop/detail/host_call.hpp"
+#include "interop/detail/buffer_convert.hpp"
 #include "interop/detail/interrupt.hpp"
 #include "interop/detail/stack_trace.hpp"
 
@@ -149,7 +150,7 @@ PyObject* init_gilkeeper_module() {
       || PyModule_AddObject(m, "ImportDenied", g_import_denied) != 0
       || PyModule_AddObject(m, "PermissionDenied", g_permission_denied) != 0
       || PyModule_AddObject(m, "Cancelled", g_cancelled) != 0
-      || PyModule_AddStringConstant(m, "__version__", GK_VERSION) != 0 || !add_host_module(m)) {
+      || PyModule_AddStringConstant(m, "__version__", GK_VERSION) != 0 || !add_host_module(m) || !add_buffer_type(m)) {
     Py_DECREF(m);
     return nullptr;
   }
@@ -190,6 +191,7 @@ void reset_module_types() {
   Py_CLEAR(g_permission_denied);
   Py_CLEAR(g_cancelled);
   reset_host_module();
+  reset_buffer_type();
 }
 
 InterruptState& interrupt_state() {

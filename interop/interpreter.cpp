@@ -5,6 +5,7 @@
 #include "interop/detail/interrupt.hpp"
 #include "interop/detail/py.hpp"
 #include "interop/detail/host_call.hpp"
+#include "interop/detail/buffer_convert.hpp"
 
 #include <atomic>
 #include <cerrno>
@@ -330,6 +331,8 @@ Expected<std::unique_ptr<Interpreter>> Interpreter::start(InterpreterOptions opt
   host.names = impl->options.host_names;
   host.policy = policy.get();
   host.owner = pthread_self();
+  detail::buffer_owner().table = &impl->table;
+  detail::buffer_owner().release = impl->options.release_buffer;
   impl->main_tstate = PyEval_SaveThread();
   return std::unique_ptr<Interpreter>(new Interpreter(std::move(impl)));
 }
@@ -696,6 +699,8 @@ ShutdownReport Interpreter::finalize(std::chrono::nanoseconds grace) {
   detail::interrupt_state().on_interrupted = nullptr;
   detail::host_call_state().call = nullptr;
   detail::host_call_state().names = nullptr;
+  detail::buffer_owner().table = nullptr;
+  detail::buffer_owner().release = nullptr;
   ShutdownReport report;
   for (auto& [id, e] : impl.table.entries())
     report.leaked_refs.push_back(LeakedRef{id, e.type_name, e.origin});

@@ -56,6 +56,11 @@ struct InterpreterOptions {
   /// Called (on any thread) when the last copy of a Ref made by this
   /// interpreter goes away. Must not block.
   std::function<void(std::uint64_t id, std::uint64_t epoch)> release_ref;
+  /// Called (on any thread) when the last copy of a Buffer over a Python
+  /// object's memory goes away: the object must be released on this
+  /// interpreter's thread (a `release` request). Must not block. Empty:
+  /// such Buffers are copies instead.
+  std::function<void(std::uint64_t id, std::uint64_t epoch)> release_buffer;
   /// The epoch stamped on this interpreter's Refs; 0 picks a fresh one
   /// (a worker process gets its epoch from the host, so that Refs of
   /// different workers never collide).

@@ -29,6 +29,7 @@ const char* Value::kind_name(Kind k) noexcept {
     case Kind::list: return "list";
     case Kind::dict: return "dict";
     case Kind::ref: return "ref";
+    case Kind::buffer: return "buffer";
   }
   return "?";
 }
@@ -165,6 +166,14 @@ void render(std::string& out, const Value& v) {
     }
     case Value::Kind::string: quote_string(out, v.as_string()); break;
     case Value::Kind::bytes: quote_bytes(out, v.as_bytes().data); break;
+    case Value::Kind::buffer: {
+      auto& b = v.as_buffer();
+      out += "<buffer " + b.format() + " (";
+      for (std::size_t i = 0; i < b.shape().size(); ++i)
+        out += (i ? ", " : "") + std::to_string(b.shape()[i]) + (b.shape().size() == 1 ? "," : "");
+      out += "), " + std::to_string(b.size()) + " bytes>";
+      break;
+    }
     case Value::Kind::list: {
       out += '[';
       bool first = true;

@@ -72,7 +72,99 @@ struct ValueLoadLevel {
   ValueLoadLevel(const ValueLoadLevel&) = delete;
   ValueLoadLevel& operator=(const ValueLoadLevel&) = delete;
 };
+
+/// Where a Buffer's memory travels out of band: set on the thread that
+/// encodes or decodes a worker process's frame, so that a large Buffer
+/// goes as a shared-memory file descriptor beside the frame instead of
+/// inside it (actors/shm.cpp). Null (the network, CAF messages): a Buffer
+/// travels as its bytes.
+class BufferChannel {
+public:
+  virtual ~BufferChannel() = default;
+  /// Sending: an index for the Buffer's memory in the frame's descriptors,
+  /// or -1 to send its bytes inline (too small).
+  virtual std::int32_t put(const Buffer& b) = 0;
+  /// Receiving: the Buffer whose memory is descriptor `index` of the frame,
+  /// with this layout; an empty Buffer when there is no such descriptor or
+  /// it is not as large as the layout says.
+  virtual Buffer take(std::int32_t index, std::size_t size, bool readonly) = 0;
+};
+inline thread_local BufferChannel* buffer_channel = nullptr;
+
+/// Sets buffer_channel for its lifetime.
+struct BufferChannelScope {
+  explicit BufferChannelScope(BufferChannel* c) noexcept : previous_(buffer_channel) { buffer_channel = c; }
+  ~BufferChannelScope() { buffer_channel = previous_; }
+  BufferChannelScope(const BufferChannelScope&) = delete;
+  BufferChannelScope& operator=(const BufferChannelScope&) = delete;
+
+private:
+  BufferChannel* previous_;
+};
+
+/// Whether a Buffer's layout is one this build can carry: a single-item
+/// struct code, a shape with at most 64 dimensions whose bytes fit.
+inline bool buffer_layout_ok(std::int64_t itemsize, const std::vector<std::int64_t>& shape, std::size_t& bytes) {
+  if (itemsize <= 0 || itemsize > 64 || shape.size() > 64)
+    return false;
+  std::uint64_t n = static_cast<std::uint64_t>(itemsize);
+  for (auto d : shape) {
+    if (d < 0 || (d > 0 && n > (std::uint64_t{1} << 40) / static_cast<std::uint64_t>(d)))
+      return false;
+    n *= static_cast<std::uint64_t>(d);
+  }
+  bytes = static_cast<std::size_t>(n);
+  return true;
+}
+
 } // namespace detail
+
+/// A Buffer travels as its layout, then either its bytes (C order) or, in a
+/// worker process's frame, the index of a shared-memory descriptor.
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, Buffer& x) {
+  auto name = caf::meta::type_name("Buffer");
+  if constexpr (Inspector::writes_state) {
+    std::string format;
+    std::int64_t itemsize = 1;
+    std::vector<std::int64_t> shape;
+    bool readonly = false;
+    std::int32_t shm = -1;
+    std::string data;  // CAF checks its size against the frame's before allocating it
+    if (auto err = f(name, format, itemsize, shape, readonly, shm, data))
+      return err;
+    std::size_t bytes = 0;
+    if (!detail::buffer_layout_ok(itemsize, shape, bytes))
+      return caf::make_error(caf::sec::invalid_argument);
+    Buffer flat;
+    if (shm >= 0) {
+      flat = detail::buffer_channel ? detail::buffer_channel->take(shm, bytes, readonly) : Buffer();
+      if ((!flat.data() && bytes > 0) || !data.empty())
+        return caf::make_error(caf::sec::invalid_argument);
+    } else {
+      if (data.size() != bytes)
+        return caf::make_error(caf::sec::invalid_argument);
+      flat = Buffer::copy_of(data.data(), data.size());
+    }
+    try {
+      x = format == "B" && shape.size() == 1 ? flat : flat.as(format, shape);
+    } catch (const std::exception&) {
+      return caf::make_error(caf::sec::invalid_argument);
+    }
+    return caf::none;
+  } else {
+    Buffer packed = x.contiguous() ? x : x.copy();
+    std::string format = packed.format();
+    std::int64_t itemsize = packed.itemsize();
+    std::vector<std::int64_t> shape = packed.shape();
+    bool readonly = packed.readonly();
+    std::int32_t shm = detail::buffer_channel ? detail::buffer_channel->put(packed) : -1;
+    std::string data;
+    if (shm < 0)
+      data.assign(static_cast<const char*>(packed.data()), packed.size());
+    return f(name, format, itemsize, shape, readonly, shm, data);
+  }
+}
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, Bytes& x) {
@@ -136,6 +228,7 @@ typename Inspector::result_type inspect(Inspector& f, Value& x) {
         return tag == static_cast<std::uint8_t>(Value::Kind::list) ? load(List{}) : load(Dict{});
       }
       case Value::Kind::ref: return load(Ref{});
+      case Value::Kind::buffer: return load(Buffer{});
     }
     return caf::make_error(caf::sec::invalid_argument);
   } else {
@@ -155,6 +248,7 @@ typename Inspector::result_type inspect(Inspector& f, Value& x) {
       case Value::Kind::list: return f(name, tag, x.as_list());
       case Value::Kind::dict: return f(name, tag, x.as_dict());
       case Value::Kind::ref: return f(name, tag, std::get<Ref>(x.data()));
+      case Value::Kind::buffer: return f(name, tag, std::get<Buffer>(x.data()));
     }
     return f(name, tag);
   }

@@ -3,8 +3,9 @@
 /// `Value`: what crosses the border between the host and Python.
 ///
 /// A Value is null, bool, int64, double, UTF-8 string, bytes, list, dict
-/// (string keys, insertion order kept, like Python's dict), or a `Ref` — a
-/// handle to a Python object that stays inside the runtime.
+/// (string keys, insertion order kept, like Python's dict), a `Ref` — a
+/// handle to a Python object that stays inside the runtime — or a `Buffer`
+/// (shared memory with a buffer-protocol layout; see buffer.hpp).
 ///
 /// How Python objects map (decided once, tested in tests/interop):
 /// - `None`, `bool`, `float` (NaN and ±inf included), `str`, `bytes`, `list`,
@@ -24,6 +25,7 @@
 /// `as_int()`-style accessors stay the fast path: they return references and
 /// throw `ValueKindError` on a wrong kind.
 
+#include "gilkeeper/interop/buffer.hpp"
 #include "gilkeeper/interop/expected.hpp"
 #include "gilkeeper/interop/ref.hpp"
 
@@ -70,7 +72,7 @@ inline constexpr int kMaxDepth = 100;
 /// value (copies of a contained `Ref` share one handle).
 class Value {
 public:
-  enum class Kind : std::uint8_t { null, boolean, integer, real, string, bytes, list, dict, ref };
+  enum class Kind : std::uint8_t { null, boolean, integer, real, string, bytes, list, dict, ref, buffer };
 
   Value() = default;
   Value(std::nullptr_t) {}
@@ -88,6 +90,7 @@ public:
   Value(List l) : v_(std::move(l)) {}
   Value(Dict d) : v_(std::move(d)) {}
   Value(Ref r) : v_(std::move(r)) {}
+  Value(Buffer b) : v_(std::move(b)) {}
 
   /// A list from its items: `Value::list({1, "two", 3.0})`.
   static Value list(std::initializer_list<Value> items) { return Value(List(items)); }
@@ -106,6 +109,7 @@ public:
   bool is_list() const noexcept { return kind() == Kind::list; }
   bool is_dict() const noexcept { return kind() == Kind::dict; }
   bool is_ref() const noexcept { return kind() == Kind::ref; }
+  bool is_buffer() const noexcept { return kind() == Kind::buffer; }
 
   /// Fast accessors: the contained value, by reference where it is stored.
   /// PRECONDITION: the kind matches; otherwise they throw `ValueKindError`
@@ -127,6 +131,7 @@ public:
   const Dict& as_dict() const { return *checked<Dict>(Kind::dict); }
   Dict& as_dict() { return checked_mut<Dict>(Kind::dict); }
   const Ref& as_ref() const { return *checked<Ref>(Kind::ref); }
+  const Buffer& as_buffer() const { return *checked<Buffer>(Kind::buffer); }
 
   /// The same as `as_double()` (kept for existing callers).
   double as_number() const { return as_double(); }
@@ -166,13 +171,13 @@ public:
   std::string repr() const;
 
   /// Name of a kind: "null", "bool", "int", "double", "string", "bytes",
-  /// "list", "dict", "ref".
+  /// "list", "dict", "ref", "buffer".
   static const char* kind_name(Kind k) noexcept;
 
   friend bool operator==(const Value& a, const Value& b);
   friend bool operator!=(const Value& a, const Value& b) { return !(a == b); }
 
-  using storage = std::variant<std::monostate, bool, std::int64_t, double, std::string, Bytes, List, Dict, Ref>;
+  using storage = std::variant<std::monostate, bool, std::int64_t, double, std::string, Bytes, List, Dict, Ref, Buffer>;
   const storage& data() const noexcept { return v_; }
   storage& data() noexcept { return v_; }
 

@@ -1,0 +1,54 @@
+"""Python side of the buffer tests (tests/interop/buffer_test.cpp)."""
+
+import numpy as np
+
+KEPT = np.arange(10, dtype=np.float64)
+
+
+def describe(view):
+    """What Python sees of a host buffer."""
+    return {"type": type(view).__name__, "format": view.format, "shape": list(view.shape),
+            "nbytes": view.nbytes, "readonly": view.readonly, "first": view.tobytes()[:4]}
+
+
+def total(view):
+    return int(np.asarray(view).sum())
+
+
+def double_in_place(view):
+    a = np.asarray(view)
+    a *= 2
+    return a.ctypes.data  # the address numpy wrote to
+
+
+def kept():
+    """A module-level array: the host's Buffer must be this memory."""
+    return KEPT
+
+
+def poke(value):
+    KEPT[0] = value
+
+
+def every_other(n):
+    return np.arange(n, dtype=np.int32)[::2]
+
+
+def identity(x):
+    return x
+
+
+def as_numpy_and_back(view):
+    return np.asarray(view)
+
+
+def try_write(view):
+    try:
+        np.asarray(view)[0] = 1
+        return "written"
+    except ValueError as e:
+        return "refused: " + str(e)
+
+
+def matrix():
+    return np.arange(6, dtype=np.int64).reshape(2, 3)
