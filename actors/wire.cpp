@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fcntl.h>
+#include <utility>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -374,31 +376,56 @@ Expected<Frame> decode(const char* data, std::size_t size) {
   return out;
 }
 
-bool write_all(int fd, const char* data, std::size_t size) {
-  while (size > 0) {
-    // MSG_NOSIGNAL: a dead peer is an error here, never a SIGPIPE.
-    ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        pollfd p{fd, POLLOUT, 0};
-        if (::poll(&p, 1, -1) < 0 && errno != EINTR)
-          return false;
-        continue;
-      }
-      return false;
-    }
-    data += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return true;
+ssize_t send_with_fds(int fd, const char* data, std::size_t size, const std::vector<int>& fds, int flags) {
+  iovec iov{const_cast<char*>(data), size};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+  msg.msg_control = control.data();
+  msg.msg_controllen = control.size();
+  cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+  std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
+  return ::sendmsg(fd, &msg, flags);
 }
 
 namespace {
-bool read_exact(int fd, char* data, std::size_t size) {
+
+// Reads into `data` (at most `size`), appending descriptors that came with
+// the bytes to `fds` (closing them when it is null). As read(2).
+ssize_t receive(int fd, char* data, std::size_t size, std::deque<int>* fds) {
+  iovec iov{data, size};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFrameFds)];
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+  if (n < 0)
+    return n;
+  for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+      continue;
+    std::size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < count; ++i) {
+      int received;
+      std::memcpy(&received, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+      if (fds)
+        fds->push_back(received);
+      else
+        ::close(received);
+    }
+  }
+  return n;
+}
+
+bool read_exact(int fd, char* data, std::size_t size, std::deque<int>* fds) {
   while (size > 0) {
-    ssize_t n = ::read(fd, data, size);
+    ssize_t n = receive(fd, data, size, fds);
     if (n == 0)
       return false;
     if (n < 0) {
@@ -411,17 +438,41 @@ bool read_exact(int fd, char* data, std::size_t size) {
   }
   return true;
 }
+
 } // namespace
 
-std::optional<std::vector<char>> read_frame(int fd) {
+bool write_all(int fd, const char* data, std::size_t size, const std::vector<int>& fds) {
+  bool attach = !fds.empty();
+  while (size > 0) {
+    // MSG_NOSIGNAL: a dead peer is an error here, never a SIGPIPE.
+    ssize_t n = attach ? send_with_fds(fd, data, size, fds, MSG_NOSIGNAL) : ::send(fd, data, size, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        pollfd p{fd, POLLOUT, 0};
+        if (::poll(&p, 1, -1) < 0 && errno != EINTR)
+          return false;
+        continue;
+      }
+      return false;
+    }
+    attach = false;
+    data += n;
+    size -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+std::optional<std::vector<char>> read_frame(int fd, std::deque<int>* fds) {
   unsigned char len[4];
-  if (!read_exact(fd, reinterpret_cast<char*>(len), 4))
+  if (!read_exact(fd, reinterpret_cast<char*>(len), 4, fds))
     return std::nullopt;
   std::uint32_t n = len[0] | (len[1] << 8) | (len[2] << 16) | (static_cast<std::uint32_t>(len[3]) << 24);
   if (n > kMaxFrame)
     return std::nullopt;
   std::vector<char> body(n);
-  if (!read_exact(fd, body.data(), n))
+  if (!read_exact(fd, body.data(), n, fds))
     return std::nullopt;
   return body;
 }
@@ -448,7 +499,7 @@ bool FrameReader::fill(int fd) {
       capacity_ = grown;
     }
     std::size_t room = capacity_ - end_;
-    ssize_t n = ::read(fd, data_.get() + end_, room);
+    ssize_t n = receive(fd, data_.get() + end_, room, &fds_);
     if (n > 0) {
       end_ += static_cast<std::size_t>(n);
       if (static_cast<std::size_t>(n) < room)
@@ -461,6 +512,57 @@ bool FrameReader::fill(int fd) {
       continue;
     return errno == EAGAIN || errno == EWOULDBLOCK;
   }
+}
+
+FrameReader::~FrameReader() {
+  for (int fd : fds_)
+    ::close(fd);
+}
+
+FrameReader::FrameReader(FrameReader&& other) noexcept
+  : fds_(std::move(other.fds_)), data_(std::move(other.data_)), capacity_(std::exchange(other.capacity_, 0)),
+    start_(std::exchange(other.start_, 0)), end_(std::exchange(other.end_, 0)),
+    corrupt_(std::exchange(other.corrupt_, false)) {
+  other.fds_.clear();
+}
+
+FrameReader& FrameReader::operator=(FrameReader&& other) noexcept {
+  if (this != &other) {
+    for (int fd : fds_)
+      ::close(fd);
+    fds_ = std::move(other.fds_);
+    other.fds_.clear();
+    data_ = std::move(other.data_);
+    capacity_ = std::exchange(other.capacity_, 0);
+    start_ = std::exchange(other.start_, 0);
+    end_ = std::exchange(other.end_, 0);
+    corrupt_ = std::exchange(other.corrupt_, false);
+  }
+  return *this;
+}
+
+FdsOut::~FdsOut() {
+  for (int fd : fds_)
+    ::close(fd);
+}
+
+std::int32_t FdsOut::put(const Buffer& b) {
+  if (b.size() < kSharedMemoryThreshold || fds_.size() >= kMaxFrameFds)
+    return -1;
+  int fd = b.state()->memfd >= 0 ? ::fcntl(b.state()->memfd, F_DUPFD_CLOEXEC, 0) : detail::memfd_copy(b.data(), b.size());
+  if (fd < 0)
+    return -1;  // no shared memory: the bytes go inline
+  fds_.push_back(fd);
+  return static_cast<std::int32_t>(fds_.size() - 1);
+}
+
+Buffer FdsIn::take(std::int32_t index, std::size_t size, bool readonly) {
+  if (index != taken_ || fifo_.empty())
+    return Buffer();
+  ++taken_;
+  int fd = fifo_.front();
+  fifo_.pop_front();
+  return detail::map_memfd(fd, size, readonly);
 }
 
 std::optional<std::string_view> FrameReader::next() {

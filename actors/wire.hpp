@@ -9,10 +9,13 @@
 /// budget and becomes a local deadline when decoded.
 
 #include "actors/executor.hpp"
+#include "gilkeeper/actors/messages.hpp"
 #include "gilkeeper/config/config.hpp"
 #include "gilkeeper/config/log.hpp"
 
 #include <cstdint>
+#include <sys/types.h>
+#include <deque>
 #include <optional>
 #include <string>
 #include <memory>
@@ -23,6 +26,8 @@ namespace gk::wire {
 
 /// Largest frame accepted (a bigger length is a protocol error).
 inline constexpr std::uint32_t kMaxFrame = 1u << 30;
+/// Most shared-memory descriptors one frame carries (more Buffers go inline).
+inline constexpr std::size_t kMaxFrameFds = 32;
 
 enum class FrameKind : std::uint8_t {
   hello = 1,    ///< host -> worker: WorkerSetup
@@ -100,11 +105,52 @@ std::vector<char> encode_host_cancel(std::uint64_t id);
 Expected<Frame> decode(const char* data, std::size_t size);
 
 /// Writes a whole buffer to a blocking fd (retries on EINTR and short
-/// writes). False on error (errno set).
-bool write_all(int fd, const char* data, std::size_t size);
+/// writes). False on error (errno set). `fds` (the frame's shared memory,
+/// FdsOut) go with its first byte.
+bool write_all(int fd, const char* data, std::size_t size, const std::vector<int>& fds = {});
+
+/// Sends `data` (at least its first byte) with `fds` attached; returns the
+/// bytes sent, or -1 (errno set), as send(2).
+ssize_t send_with_fds(int fd, const char* data, std::size_t size, const std::vector<int>& fds, int flags);
 
 /// Reads one whole frame body from a blocking fd. nullopt on EOF or error.
-std::optional<std::vector<char>> read_frame(int fd);
+/// Descriptors that arrive with it are appended to `fds` (closed when null).
+std::optional<std::vector<char>> read_frame(int fd, std::deque<int>* fds = nullptr);
+
+/// The shared memory of the Buffers of one frame being encoded (at least
+/// kSharedMemoryThreshold bytes): a memfd each, sent beside the frame. Use:
+///   FdsOut out;
+///   { detail::BufferChannelScope s(&out); frame = encode_reply(...); }
+///   write_all(fd, frame.data(), frame.size(), out.fds());
+/// A Buffer already in shared memory (Buffer::allocate) is not copied.
+class FdsOut final : public detail::BufferChannel {
+public:
+  FdsOut() = default;
+  ~FdsOut() override;
+  FdsOut(const FdsOut&) = delete;
+  FdsOut& operator=(const FdsOut&) = delete;
+  std::int32_t put(const Buffer& b) override;
+  Buffer take(std::int32_t, std::size_t, bool) override { return Buffer(); }
+  const std::vector<int>& fds() const noexcept { return fds_; }
+  /// Hands the descriptors over (the caller closes them once sent).
+  std::vector<int> release() { return std::move(fds_); }
+
+private:
+  std::vector<int> fds_;
+};
+
+/// The descriptors received beside frames, in order: decoding a frame with
+/// this as its channel maps the frame's ones.
+class FdsIn final : public detail::BufferChannel {
+public:
+  explicit FdsIn(std::deque<int>& fifo) : fifo_(fifo) {}
+  std::int32_t put(const Buffer&) override { return -1; }
+  Buffer take(std::int32_t index, std::size_t size, bool readonly) override;
+
+private:
+  std::deque<int>& fifo_;
+  std::int32_t taken_ = 0;
+};
 
 /// Accumulates bytes from a non-blocking fd and yields whole frame bodies.
 class FrameReader {
@@ -118,8 +164,15 @@ public:
   std::optional<std::string_view> next();
   /// True when the stream announced a frame larger than kMaxFrame.
   bool corrupt() const noexcept { return corrupt_; }
+  /// Descriptors received beside the frames read so far (see FdsIn).
+  std::deque<int>& fds() noexcept { return fds_; }
+  FrameReader() = default;
+  ~FrameReader();
+  FrameReader(FrameReader&& other) noexcept;
+  FrameReader& operator=(FrameReader&& other) noexcept;
 
 private:
+  std::deque<int> fds_;
   std::unique_ptr<char[]> data_;
   std::size_t capacity_ = 0;
   std::size_t start_ = 0;  // first byte not yet returned by next()

@@ -13,6 +13,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <sys/prctl.h>
@@ -29,9 +30,14 @@ public:
   WireSlot(int fd, std::mutex& write_mutex, std::uint64_t id, const Executor& executor)
     : fd_(fd), mutex_(write_mutex), id_(id), executor_(executor) {}
   void deliver(AnyReply&& reply) override {
-    auto frame = wire::encode_reply(id_, reply, executor_.capability_denials());
+    wire::FdsOut fds;  // large Buffers go as shared memory beside the frame
+    std::vector<char> frame;
+    {
+      detail::BufferChannelScope shm(&fds);
+      frame = wire::encode_reply(id_, reply, executor_.capability_denials());
+    }
     std::lock_guard<std::mutex> g(mutex_);
-    wire::write_all(fd_, frame.data(), frame.size());  // a gone host is not our problem
+    wire::write_all(fd_, frame.data(), frame.size(), fds.fds());  // a gone host is not our problem
   }
   std::uint64_t id() const noexcept { return id_; }
 
@@ -139,6 +145,8 @@ int run_worker(int fd, int parent) {
     sigqueue(getpid(), worker_cancel_signal(), wake);  // value 0: not a request
   };
   std::uint64_t next_host_call = 0;  // the interpreter's thread only
+  // Shared memory received beside frames (the interpreter's thread reads).
+  std::deque<int> received_fds;
   options.start_host_call = [&, fd](const std::string& name, List args,
                                     Deadline deadline) -> Expected<std::shared_ptr<detail::HostNest>> {
     auto nest = std::make_shared<detail::HostNest>(executor_ptr, true, name);
@@ -148,12 +156,15 @@ int run_worker(int fd, int parent) {
     std::weak_ptr<detail::HostNest> weak = nest;
     nest->pump = [&, fd, weak] {
       auto self = weak.lock();
-      auto body = self ? wire::read_frame(fd) : std::nullopt;
+      auto body = self ? wire::read_frame(fd, &received_fds) : std::nullopt;
       if (!self)
         return;
       Expected<wire::Frame> f = Error(ErrorCode::internal, "the host is gone");
-      if (body)
+      if (body) {
+        wire::FdsIn fds(received_fds);
+        detail::BufferChannelScope shm(&fds);
         f = wire::decode(body->data(), body->size());
+      }
       if (!f || f->kind == wire::FrameKind::goodbye) {
         self->finish(Error(ErrorCode::runtime_stopped, "the host is gone"));
         host_gone();
@@ -186,9 +197,14 @@ int run_worker(int fd, int parent) {
       std::lock_guard<std::mutex> g(write_mutex);
       wire::write_all(fd, frame.data(), frame.size());
     };
-    auto frame = wire::encode_host_call(nest->call_id, name, args, deadline);
+    wire::FdsOut fds;
+    std::vector<char> frame;
+    {
+      detail::BufferChannelScope shm(&fds);
+      frame = wire::encode_host_call(nest->call_id, name, args, deadline);
+    }
     std::lock_guard<std::mutex> g(write_mutex);
-    if (!wire::write_all(fd, frame.data(), frame.size()))
+    if (!wire::write_all(fd, frame.data(), frame.size(), fds.fds()))
       return Error(ErrorCode::runtime_stopped, "host call " + name + ": the host is gone");
     return nest;
   };
@@ -225,10 +241,13 @@ int run_worker(int fd, int parent) {
   // ended (ignored: ids are never reused).
   auto fetch = [&]() -> bool {
     for (;;) {
-      auto body = wire::read_frame(fd);
+      auto body = wire::read_frame(fd, &received_fds);
       Expected<wire::Frame> f = Error(ErrorCode::internal, "the host is gone");
-      if (body)
+      if (body) {
+        wire::FdsIn fds(received_fds);
+        detail::BufferChannelScope shm(&fds);
         f = wire::decode(body->data(), body->size());
+      }
       // A gone host, a corrupt stream (it cannot be trusted) or goodbye.
       if (!f || f->kind == wire::FrameKind::goodbye) {
         host_gone();

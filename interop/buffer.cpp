@@ -1,7 +1,11 @@
 #include "gilkeeper/interop/buffer.hpp"
 
+#include <cerrno>
 #include <cstring>
+#include <fcntl.h>
 #include <stdexcept>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace gk {
@@ -37,9 +41,82 @@ std::shared_ptr<detail::BufferState> flat(void* data, std::size_t size, std::sha
   return st;
 }
 
+// A mapping of a memfd: unmapped and closed with the Buffer's last copy.
+struct Mapping {
+  void* address = nullptr;
+  std::size_t length = 0;
+  int fd = -1;
+  ~Mapping() {
+    if (address && address != MAP_FAILED)
+      ::munmap(address, length);
+    if (fd >= 0)
+      ::close(fd);
+  }
+};
+
+int new_memfd(std::size_t size) {
+  int fd = ::memfd_create("gk-buffer", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0)
+    return -1;
+  if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  // Its size is fixed: a peer that maps it cannot be cut short (SIGBUS).
+  ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+  return fd;
+}
+
 } // namespace
 
+namespace detail {
+
+Buffer map_memfd(int fd, std::size_t size, bool readonly) {
+  auto m = std::make_shared<Mapping>();
+  m->fd = fd;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || static_cast<std::size_t>(st.st_size) < size)
+    return Buffer();
+  m->length = size == 0 ? 1 : size;
+  m->address = ::mmap(nullptr, m->length, readonly ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (m->address == MAP_FAILED)
+    return Buffer();
+  auto s = flat(m->address, size, std::shared_ptr<const void>(m, m.get()), readonly);
+  s->memfd = fd;
+  return Buffer(std::move(s));
+}
+
+int memfd_copy(const void* data, std::size_t size) {
+  int fd = new_memfd(size);
+  if (fd < 0)
+    return -1;
+  auto* p = static_cast<const char*>(data);
+  std::size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pwrite(fd, p + done, size - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      ::close(fd);
+      return -1;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return fd;
+}
+
+} // namespace detail
+
 Buffer Buffer::allocate(std::size_t bytes) {
+  if (bytes >= kSharedMemoryThreshold) {
+    int fd = new_memfd(bytes);
+    if (fd >= 0) {
+      Buffer b = detail::map_memfd(fd, bytes, false);
+      if (b.data())
+        return b;
+    }
+    // No shared memory (a sandbox, a limit): plain memory, copied when sent.
+  }
   std::shared_ptr<char[]> memory(new char[bytes == 0 ? 1 : bytes]);
   void* data = memory.get();
   return Buffer(flat(data, bytes, std::shared_ptr<const void>(memory, memory.get()), false));

@@ -127,6 +127,37 @@ bool is_buffer_result(PyObject* o) {
   return PyObject_CheckBuffer(o) && !PyBytes_Check(o) && !PyByteArray_Check(o);
 }
 
+namespace {
+
+// The host Buffer whose memory `o` is, when `o` is a memoryview of one or
+// an object made over one (numpy.asarray(view): its `base` chain), seen
+// from its first byte: such a result goes back as that memory (in a worker
+// process, the same shared memory), not as a new handle.
+const std::shared_ptr<const BufferState>* host_buffer_behind(PyObject* o, const void* data) {
+  PyRef at = PyRef::borrow(o);
+  for (int hops = 0; at && hops < 4; ++hops) {
+    if (PyMemoryView_Check(at.get())) {
+      Py_buffer* v = PyMemoryView_GET_BUFFER(at.get());
+      if (v->obj && Py_TYPE(v->obj) == g_host_buffer_type) {
+        auto* state = reinterpret_cast<HostBufferObject*>(v->obj)->state;
+        return (*state)->data == data ? state : nullptr;
+      }
+      return nullptr;
+    }
+    PyRef base = PyRef::steal(PyObject_GetAttrString(at.get(), "base"));
+    if (!base) {
+      PyErr_Clear();
+      return nullptr;
+    }
+    if (base.get() == Py_None)
+      return nullptr;
+    at = std::move(base);
+  }
+  return nullptr;
+}
+
+} // namespace
+
 Expected<Value> buffer_from_python(PyObject* o, const std::string& path) {
   auto& own = owner();
   PyRef view = PyRef::steal(PyMemoryView_FromObject(o));
@@ -163,6 +194,11 @@ Expected<Value> buffer_from_python(PyObject* o, const std::string& path) {
     }
   }
   st->size = static_cast<std::size_t>(v->len);
+  if (auto* host = host_buffer_behind(o, v->buf)) {
+    st->memfd = (*host)->memfd;
+    st->keep = *host;  // the host's memory, kept by its own state
+    return Value(Buffer(std::move(st)));
+  }
   if (own.table && own.release) {
     // The memoryview holds the object's export: in the handle table until
     // the Buffer's last copy goes, then released on the interpreter thread.

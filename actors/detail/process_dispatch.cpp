@@ -163,8 +163,15 @@ void ProcessExecutor::relay_host_results() {
     c->host_calls.erase(it);
     nest->close();
     auto result = nest->take().result;
-    if (result)
-      send_frame(*c, wire::encode_host_reply(nest->call_id, *result));
+    if (result) {
+      wire::FdsOut fds;
+      std::vector<char> frame;
+      {
+        detail::BufferChannelScope shm(&fds);
+        frame = wire::encode_host_reply(nest->call_id, *result);
+      }
+      send_frame(*c, std::move(frame), fds.release());
+    }
   }
 }
 
@@ -201,9 +208,14 @@ void ProcessExecutor::send_nested() {
       continue;
     }
     auto id = ++next_request_id_;
-    auto frame = wire::encode_request(id, n.job.request);
+    wire::FdsOut fds;
+    std::vector<char> frame;
+    {
+      detail::BufferChannelScope shm(&fds);
+      frame = wire::encode_request(id, n.job.request);
+    }
     c->nested.emplace(id, std::move(n.job));
-    send_frame(*c, std::move(frame));
+    send_frame(*c, std::move(frame), fds.release());
   }
 }
 
@@ -325,14 +337,19 @@ void ProcessExecutor::dispatch() {
     auto id = ++next_request_id_;
     if (!held.empty())
       held_back_.emplace(id, std::move(held));
-    auto frame = wire::encode_request(id, job.request);
+    wire::FdsOut fds;  // large Buffers go as shared memory beside the frame
+    std::vector<char> frame;
+    {
+      detail::BufferChannelScope shm(&fds);
+      frame = wire::encode_request(id, job.request);
+    }
     target->state = Child::State::busy;
     target->job = std::move(job);
     target->job_id = id;
     target->sent = clock::now();
     target->deadline = target->job->run_deadline(target->sent);
     busy++;
-    send_frame(*target, std::move(frame));  // a gone child shows as EOF
+    send_frame(*target, std::move(frame), fds.release());  // a gone child shows as EOF
   }
   if (!keep.empty()) {
     std::lock_guard<std::mutex> lk(mutex_);
@@ -428,6 +445,8 @@ void ProcessExecutor::on_reply(Child& c, std::uint64_t id, AnyReply&& reply) {
 bool ProcessExecutor::service(Child& c) {
   bool alive = c.reader.fill(c.fd);
   while (auto body = c.reader.next()) {
+    wire::FdsIn fds(c.reader.fds());
+    detail::BufferChannelScope shm(&fds);
     auto f = wire::decode(body->data(), body->size());
     if (!f)
       return false;  // corrupt: treat as a crash

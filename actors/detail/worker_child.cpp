@@ -138,6 +138,14 @@ Error wait_ready(Child& c, bool* killed) {
   return Error();
 }
 
+// Closes descriptors a gone child never received.
+void drop_unsent(Child& c) {
+  for (auto& [at, fds] : c.out_fds)
+    for (int fd : fds)
+      ::close(fd);
+  c.out_fds.clear();
+}
+
 int reap(Child& c) {
   int status = 0;
   if (c.pid > 0) {
@@ -152,31 +160,55 @@ int reap(Child& c) {
   if (c.fd >= 0)
     close(c.fd);
   c.fd = -1;
+  drop_unsent(c);
   return status;
 }
 
-bool send_frame(Child& c, std::vector<char> frame) {
-  if (c.fd < 0)
+bool send_frame(Child& c, std::vector<char> frame, std::vector<int> fds) {
+  if (c.fd < 0) {
+    for (int fd : fds)
+      ::close(fd);
     return false;
+  }
+  std::size_t at = c.out.size();
   if (c.out.empty()) {
     c.out = std::move(frame);
     c.out_sent = 0;
   } else {
     c.out.insert(c.out.end(), frame.begin(), frame.end());
   }
+  if (!fds.empty())
+    c.out_fds.emplace_back(at, std::move(fds));
   return flush(c);
 }
 
 bool flush(Child& c) {
   while (c.out_sent < c.out.size()) {
+    // Up to the next frame that carries descriptors; that frame's first
+    // byte goes with them.
+    std::size_t end = c.out.size();
+    const std::vector<int>* fds = nullptr;
+    if (!c.out_fds.empty()) {
+      if (c.out_fds.front().first == c.out_sent)
+        fds = &c.out_fds.front().second;
+      else
+        end = c.out_fds.front().first;
+    }
     // MSG_NOSIGNAL: a dead child is an error here, never a SIGPIPE.
-    ssize_t n = ::send(c.fd, c.out.data() + c.out_sent, c.out.size() - c.out_sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = fds ? wire::send_with_fds(c.fd, c.out.data() + c.out_sent, end - c.out_sent, *fds,
+                                          MSG_NOSIGNAL | MSG_DONTWAIT)
+                    : ::send(c.fd, c.out.data() + c.out_sent, end - c.out_sent, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR)
         continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK)
         return true;
       return false;
+    }
+    if (fds) {
+      for (int fd : *fds)
+        ::close(fd);  // the child has its own copies now
+      c.out_fds.pop_front();
     }
     c.out_sent += static_cast<std::size_t>(n);
   }

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -37,6 +38,9 @@ struct Child {
   // blocks on one child: the rest goes when poll says it may).
   std::vector<char> out;
   std::size_t out_sent = 0;
+  // Shared-memory descriptors to send with the byte of `out` at each offset
+  // (a frame's first byte), owned until sent.
+  std::deque<std::pair<std::size_t, std::vector<int>>> out_fds;
   clock::time_point started;
   clock::time_point retire_by;
   clock::time_point kill_at;  // stopped
@@ -69,7 +73,7 @@ int reap(Child& c);
 
 /// Queues a frame for a child and sends what its socket takes now, without
 /// blocking. False when the child is gone (its end is closed).
-bool send_frame(Child& c, std::vector<char> frame);
+bool send_frame(Child& c, std::vector<char> frame, std::vector<int> fds = {});
 
 /// Sends more of what is queued for a child, without blocking. False when
 /// the child is gone.

@@ -31,15 +31,19 @@ namespace detail {
 struct BufferState;
 }
 
+/// Buffers of at least this many bytes cross to a worker process through
+/// shared memory (a sealed memfd passed beside the frame) instead of inside
+/// it; `Buffer::allocate` places them in such memory from the start.
+inline constexpr std::size_t kSharedMemoryThreshold = 64 * 1024;
+
 class Buffer {
 public:
   /// An empty buffer (no memory, size 0).
   Buffer() = default;
 
   /// `bytes` of fresh memory owned by the Buffer, uninitialised, writable,
-  /// format "B". In process isolation a buffer made here above the shared
-  /// memory threshold is placed in shared memory, so that a worker process
-  /// maps it instead of receiving a copy.
+  /// format "B". From kSharedMemoryThreshold on it is shared memory (a
+  /// memfd), so that a worker process maps it instead of receiving a copy.
   static Buffer allocate(std::size_t bytes);
   /// A copy of `size` bytes at `data`.
   static Buffer copy_of(const void* data, std::size_t size);
@@ -105,6 +109,12 @@ struct BufferState {
   /// shared memory), or -1; open while `keep` lives.
   int memfd = -1;
 };
+/// Maps `size` bytes of the memfd `fd` (taking it over: closed when the
+/// Buffer's last copy goes). An empty Buffer when the file is smaller or
+/// cannot be mapped.
+Buffer map_memfd(int fd, std::size_t size, bool readonly);
+/// A sealed memfd holding a copy of `size` bytes at `data`, or -1.
+int memfd_copy(const void* data, std::size_t size);
 } // namespace detail
 
 } // namespace gk
