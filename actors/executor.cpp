@@ -19,6 +19,7 @@
 #include <optional>
 #include <csignal>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <thread>
 #include <unistd.h>
 
@@ -477,7 +478,12 @@ private:
                                              "that runs requests, not from a Python thread of the code's own");
       nest = options_.start_host_call(name, std::move(args), site.deadline);
     } else {
-      nest = options_.hosts->call(this, name, std::move(args), site.deadline, site.request_thread);
+      // The interpreter's thread waits on an eventfd of its own; a Python
+      // thread of the code's on one made for its call.
+      nest = options_.hosts->call(this, name, std::move(args), site.deadline, site.request_thread,
+                                  site.request_thread ? wake_fd() : -1);
+      if (nest && site.request_thread)
+        (*nest)->fd_keep = host_wake_;
     }
     if (!nest)
       return nest.error();
@@ -485,19 +491,14 @@ private:
   }
 
   Expected<Value> wait_host(detail::HostNest& nest, const HostCallSite& site) {
-    // The interrupt signal stays blocked except inside ppoll, so that an
-    // interrupt aimed between the check and the wait still wakes it.
+    // The interrupt signal writes to this thread's eventfd
+    // (wake_on_interrupt), which the wait polls beside the call's own fd (a
+    // worker's socket): an interrupt aimed between the check below and the
+    // poll still wakes it.
     const int signo = site.request_thread ? interp_->signal_number() : 0;
-    sigset_t interrupt, open;
-    sigemptyset(&interrupt);
-    if (signo > 0) {
-      sigaddset(&interrupt, signo);
-      pthread_sigmask(SIG_BLOCK, &interrupt, &open);
-    }
-    auto unblock = [&] {
-      if (signo > 0)
-        pthread_sigmask(SIG_SETMASK, &open, nullptr);
-    };
+    const int wake = signo > 0 ? wake_fd() : -1;
+    if (wake >= 0)
+      Interpreter::wake_on_interrupt(wake);
     Expected<Value> out = Error();
     for (;;) {
       auto next = nest.take();
@@ -522,14 +523,14 @@ private:
         break;
       }
       if (next.job) {
-        unblock();
         run_nested(*next.job, nest);
         next.job.reset();  // destroyed here: a Ref in it queues its release
-        if (signo > 0)
-          pthread_sigmask(SIG_BLOCK, &interrupt, nullptr);
+        if (wake >= 0)
+          Interpreter::wake_on_interrupt(wake);  // a nested host call cleared it
         continue;
       }
-      pollfd p{nest.fd, POLLIN, 0};
+      pollfd p[2] = {{nest.fd, POLLIN, 0}, {wake, POLLIN, 0}};
+      nfds_t polled = wake >= 0 && wake != nest.fd ? 2 : 1;
       timespec limit{};
       const timespec* timeout = nullptr;
       if (site.deadline.is_finite()) {
@@ -539,11 +540,17 @@ private:
         limit.tv_nsec = static_cast<long>(left.count() % 1000000000);
         timeout = &limit;
       }
-      int n = ::ppoll(&p, 1, timeout, signo > 0 ? &open : nullptr);
-      if (n > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)))
+      int n = ::ppoll(p, polled, timeout, nullptr);
+      if (n > 0 && (p[0].revents & (POLLIN | POLLHUP | POLLERR)))
         nest.drain();
+      if (n > 0 && polled == 2 && (p[1].revents & POLLIN)) {
+        std::uint64_t count;
+        ssize_t ignored = ::read(wake, &count, sizeof count);
+        (void)ignored;
+      }
     }
-    unblock();
+    if (wake >= 0)
+      Interpreter::wake_on_interrupt(-1);
     // Requests still queued for this call: their host function gave up on
     // them or is being abandoned; they are answered, never run here.
     for (auto& job : nest.close())
@@ -553,6 +560,22 @@ private:
   }
 
   static constexpr auto kInterruptMargin = std::chrono::milliseconds(100);
+  // The interpreter thread's eventfd for host calls (made on first use; the
+  // nests that use it keep it open, so a host function that outlives this
+  // executor never writes to a reused descriptor).
+  struct WakeFd {
+    int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    ~WakeFd() {
+      if (fd >= 0)
+        ::close(fd);
+    }
+  };
+  std::shared_ptr<WakeFd> host_wake_;
+  int wake_fd() {
+    if (!host_wake_)
+      host_wake_ = std::make_shared<WakeFd>();
+    return host_wake_->fd;
+  }
 
   // Runs a request nested in a host call: the request that waits for the
   // call is set aside (its arming, its interrupt state) and restored after.

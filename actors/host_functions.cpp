@@ -88,7 +88,7 @@ HostNest::Next HostNest::take() {
 }
 
 void HostNest::notify() noexcept {
-  if (owns_fd) {
+  if (eventfd) {
     std::uint64_t one = 1;
     ssize_t n;
     do
@@ -156,15 +156,18 @@ std::size_t HostFunctions::threads() const {
 }
 
 void HostFunctions::run(std::function<void()> task) {
-  std::lock_guard<std::mutex> g(pool_->mutex);
-  pool_->tasks.push_back(std::move(task));
-  if (pool_->idle >= pool_->tasks.size()) {
-    pool_->cv.notify_one();
-    return;
+  {
+    std::lock_guard<std::mutex> g(pool_->mutex);
+    pool_->tasks.push_back(std::move(task));
+    if (pool_->idle < pool_->tasks.size()) {
+      // Every thread is busy (a nested call holds its thread): one more.
+      pool_->live++;
+      std::thread([pool = pool_] { serve(pool); }).detach();
+      return;
+    }
   }
-  // Every thread is busy (a nested call holds its thread): one more.
-  pool_->live++;
-  std::thread([pool = pool_] { serve(pool); }).detach();
+  // Outside the lock: the woken thread does not wait for it.
+  pool_->cv.notify_one();
 }
 
 void HostFunctions::serve(const std::shared_ptr<Pool>& pool) {
@@ -212,7 +215,7 @@ void HostFunctions::start(std::shared_ptr<HostNest> nest, std::shared_ptr<const 
 }
 
 Expected<std::shared_ptr<HostNest>> HostFunctions::call(const Executor* executor, const std::string& name, List args,
-                                                        Deadline deadline, bool nestable) {
+                                                        Deadline deadline, bool nestable, int wake_fd) {
   auto fn = find(name);
   if (!fn) {
     std::string known;
@@ -223,8 +226,9 @@ Expected<std::shared_ptr<HostNest>> HostFunctions::call(const Executor* executor
   }
   auto nest = std::make_shared<HostNest>(executor, nestable, name);
   nest->deadline = deadline;
-  nest->fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  nest->owns_fd = nest->fd >= 0;
+  nest->fd = wake_fd >= 0 ? wake_fd : ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  nest->eventfd = nest->fd >= 0;
+  nest->owns_fd = wake_fd < 0 && nest->fd >= 0;
   if (nest->fd < 0)
     return Error(ErrorCode::internal, "host call " + name + ": eventfd failed");
   start(nest, std::move(fn), std::move(args));

@@ -59,7 +59,9 @@ struct HostNest {
   /// eventfd of this nest's by default; a worker process waits on its
   /// socket instead (see run_worker).
   int fd = -1;
-  bool owns_fd = false;  ///< an eventfd of this nest's: notified, drained, closed here
+  bool eventfd = false;  ///< `fd` is an eventfd: notified and drained here
+  bool owns_fd = false;  ///< ... and closed here
+  std::shared_ptr<const void> fd_keep;  ///< keeps a shared `fd` open
   std::function<void()> pump;
   /// Told when the waiting side gave up (its deadline, a cancel).
   std::function<void()> on_abandon;
@@ -127,8 +129,10 @@ public:
   /// A thread-isolation host call from the interpreter: finds `name` and
   /// starts it with a nest waited on through its eventfd. Errors:
   /// bad_request naming the exposed functions when there is no such one.
+  /// `wake_fd`: the waiting thread's own eventfd, or -1 for one of the
+  /// call's own.
   Expected<std::shared_ptr<HostNest>> call(const Executor* executor, const std::string& name, List args,
-                                           Deadline deadline, bool nestable);
+                                           Deadline deadline, bool nestable, int wake_fd = -1);
 
   /// gk-host threads now (idle or busy), for tests.
   std::size_t threads() const;

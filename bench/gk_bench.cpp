@@ -13,6 +13,7 @@
 //   floor.*     what a round trip cannot beat on this machine
 //   thread.*    gilkeeper, thread isolation
 //   process.*   gilkeeper, process isolation
+//   host.*      Python calling the host (Runtime::expose)
 //   peer.*      the usual ways to call Python from C++ host threads
 //   deadline.*  how late deadlines are reported, and recovery after a kill
 //
@@ -341,6 +342,64 @@ Result gk_thread_clients(int clients, double seconds) {
   return run.result();
 }
 
+// -- host functions and buffers -------------------------------------------------
+
+// Python calling a host function: one request runs `per` calls of
+// gilkeeper.host.noop; a sample is the time per call.
+Result host_call(int n) {
+  gk::Runtime rt(bench_config());
+  rt.expose("noop", [](const gk::List&) -> gk::Expected<gk::Value> { return gk::Value(); });
+  constexpr int per = 100;
+  for (int i = 0; i < 20; ++i)
+    must(rt.call("gk_benchmod:host_loop", {per}));
+  Result r;
+  for (int i = 0; i < n; ++i) {
+    auto t0 = clock_type::now();
+    auto v = rt.call("gk_benchmod:host_loop", {per});
+    r.samples.push_back(us_since(t0) / per);
+    must(v);
+  }
+  return r;
+}
+
+// What copying `bytes` costs on this machine: the floor a buffer that is
+// not copied is compared with.
+Result floor_memcpy(int n, std::size_t bytes) {
+  std::vector<char> from(bytes, 1), to(bytes, 0);
+  Result r;
+  for (int i = 0; i < n; ++i) {
+    auto t0 = clock_type::now();
+    std::memcpy(to.data(), from.data(), bytes);
+    r.samples.push_back(us_since(t0));
+    from[static_cast<std::size_t>(i) % bytes] = to[bytes - 1 - static_cast<std::size_t>(i) % bytes];
+  }
+  return r;
+}
+
+// A buffer into numpy and back (numpy.asarray over the host's memory,
+// returned): thread isolation here, process isolation (shared memory) with
+// `process`.
+Result buffer_roundtrip(int n, std::size_t bytes, bool process, const char* target) {
+  gk::Runtime rt(process ? process_config() : bench_config());
+  gk::Buffer b = gk::Buffer::allocate(bytes);
+  std::memset(b.data(), 3, bytes);
+  gk::Value arg(b);
+  for (int i = 0; i < 20; ++i)
+    must(rt.call(target, {arg}));
+  Result r;
+  for (int i = 0; i < n; ++i) {
+    auto t0 = clock_type::now();
+    auto v = rt.call(target, {arg});
+    r.samples.push_back(us_since(t0));
+    must(v);
+    if (!v->is_buffer() || v->as_buffer().size() != bytes) {
+      std::cerr << "buffer_roundtrip: the result is not the buffer\n";
+      std::exit(1);
+    }
+  }
+  return r;
+}
+
 // -- gilkeeper, process isolation -----------------------------------------------
 
 Result process_roundtrip(int n, std::size_t payload) {
@@ -617,6 +676,10 @@ int main(int argc, char** argv) {
       {"thread.batch1000", [&] { return gk_thread_batch(n); }},
       {"thread.future.inflight1000", [&] { return gk_future_inflight(n, 1000); }},
       {"thread.clients32", [&] { return gk_thread_clients(32, seconds); }},
+      {"host.call", [&] { return host_call(n); }},
+      {"floor.memcpy100MiB", [&] { return floor_memcpy(n, std::size_t{100} << 20); }},
+      {"thread.numpy100MiB", [&] { return buffer_roundtrip(n, std::size_t{100} << 20, false, "gk_benchmod:numpy_identity"); }},
+      {"process.buffer1MiB", [&] { return buffer_roundtrip(n, std::size_t{1} << 20, true, "gk_benchmod:identity"); }},
       {"process.roundtrip", [&] { return process_roundtrip(n, 0); }},
       {"process.bytes1MiB", [&] { return process_roundtrip(n, 1 << 20); }},
       {"process.batch128", [&] { return batch_of(n, 128, false); }},

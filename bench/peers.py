@@ -53,6 +53,13 @@ def mp_pool_apply(n):
         return roundtrips(n, lambda: pool.apply(gk_benchmod.noop))
 
 
+def mp_pool_apply_1mib(n):
+    """The same bytes gilkeeper's process.buffer1MiB sends, through a Pool."""
+    payload = b"x" * (1 << 20)
+    with multiprocessing.Pool(1) as pool:
+        return roundtrips(n, lambda: pool.apply(gk_benchmod.identity, (payload,)))
+
+
 def pebble_pool():
     try:
         from pebble import ProcessPool
@@ -106,6 +113,7 @@ def pebble_deadline(n, target, next_served):
 FIGURES = {
     "peer.threadpool": threadpool,
     "peer.mp_pool.apply": mp_pool_apply,
+    "peer.mp_pool.apply1MiB": mp_pool_apply_1mib,
     "peer.pebble": pebble_schedule,
     "deadline.pebble.told_late.loop": lambda n: pebble_deadline(n, gk_benchmod.spin_forever, False),
     "deadline.pebble.told_late.sleep": lambda n: pebble_deadline(n, gk_benchmod.sleep_long, False),

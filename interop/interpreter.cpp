@@ -27,6 +27,8 @@ namespace {
 // runs after noting what the signal found.
 struct sigaction g_python_interrupt_action {};
 
+std::atomic<int> g_interrupt_wake_fd{-1};
+
 void interrupt_front(int signo, siginfo_t* info, void* context) {
   // The interrupted code's errno survives this handler (the stack's write
   // and the clock read may set it; ThreadSanitizer caught it).
@@ -51,6 +53,14 @@ void interrupt_front(int signo, siginfo_t* info, void* context) {
     gk::detail::note_sample(gil_held);
   }
   gk::detail::note_delivery(gil_held);
+  // A host call waiting on this thread (Interpreter::wake_on_interrupt):
+  // its poll wakes now, whenever the signal came.
+  int wake = g_interrupt_wake_fd.load(std::memory_order_acquire);
+  if (wake >= 0) {
+    std::uint64_t one = 1;
+    ssize_t ignored = ::write(wake, &one, sizeof one);
+    (void)ignored;
+  }
   const auto& py = g_python_interrupt_action;
   if (py.sa_flags & SA_SIGINFO) {
     if (py.sa_sigaction)
@@ -335,6 +345,10 @@ Expected<std::unique_ptr<Interpreter>> Interpreter::start(InterpreterOptions opt
   detail::buffer_owner().release = impl->options.release_buffer;
   impl->main_tstate = PyEval_SaveThread();
   return std::unique_ptr<Interpreter>(new Interpreter(std::move(impl)));
+}
+
+void Interpreter::wake_on_interrupt(int fd) noexcept {
+  g_interrupt_wake_fd.store(fd, std::memory_order_release);
 }
 
 bool Interpreter::interrupt_pending(std::uint64_t seq) noexcept {

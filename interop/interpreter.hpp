@@ -201,6 +201,10 @@ public:
   /// True while an interrupt is aimed at request `seq` and Python code has
   /// not taken it (a host call's wait ends on it). Thread-safe.
   static bool interrupt_pending(std::uint64_t seq) noexcept;
+  /// From now on the interrupt signal also writes 1 to the eventfd `fd`
+  /// (-1: no longer), so that a wait in poll on the interpreter's thread
+  /// wakes whenever the signal comes (a host call's wait). Thread-safe.
+  static void wake_on_interrupt(int fd) noexcept;
 
   /// Takes the Python stack of the owner thread without stopping it: the
   /// interrupt signal, with no interrupt aimed (Python's handler then does
