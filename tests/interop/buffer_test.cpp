@@ -8,6 +8,8 @@
 
 #include <chrono>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <thread>
 
 using namespace gk;
@@ -135,4 +137,43 @@ TEST_CASE("bytes and bytearray results stay Bytes, and Buffer layouts are checke
   CHECK(Buffer::allocate(16).as("<d", {2}).itemsize() == 8);
   CHECK(Value(doubles(3)).repr() == "<buffer d (3,), 24 bytes>");
   CHECK(Value(doubles(3)) == Value(doubles(3)));
+}
+
+TEST_CASE("a pipeline carries buffers between stages without copies", "[buffer][pipeline]") {
+  Runtime rt(test::test_config());
+  std::vector<Buffer> inputs;
+  for (int i = 0; i < 20; ++i)
+    inputs.push_back(doubles(4096));
+  std::mutex m;
+  std::map<std::uint64_t, Value> outputs;
+  const void* seen_by_cpp[20] = {};
+  Pipeline p(rt, {Stage::python("scale", "gk_bufmod:scale"),
+                  Stage::cpp("look",
+                             [&](const Value& v) -> Expected<Value> {
+                               // The C++ stage sees the same memory numpy wrote.
+                               std::lock_guard<std::mutex> g(m);
+                               seen_by_cpp[static_cast<std::size_t>(v.as_buffer().items<double>()[1] / 2)] =
+                                   v.as_buffer().data();
+                               return v;
+                             }),
+                  Stage::python("address", "gk_bufmod:address")});
+  p.on_output([&](Output&& o) {
+    std::lock_guard<std::mutex> g(m);
+    outputs[o.id] = o.value;
+  });
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    // Each input's item 1 says which input it is.
+    inputs[i].items<double>()[1] = static_cast<double>(i);
+    REQUIRE(p.push(i, inputs[i]));
+  }
+  p.close();
+  auto report = p.wait();
+  CHECK(report.ok == 20);
+  REQUIRE(outputs.size() == 20);
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    // Scaled in place, seen in place by the C++ stage and by the last stage.
+    CHECK(inputs[i].items<double>()[2] == 4.0);
+    CHECK(seen_by_cpp[i] == inputs[i].data());
+    CHECK(static_cast<std::uintptr_t>(outputs[i].as_int()) == reinterpret_cast<std::uintptr_t>(inputs[i].data()));
+  }
 }

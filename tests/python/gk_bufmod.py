@@ -83,3 +83,15 @@ def hold(view, seconds):
     a = np.asarray(view)
     time.sleep(seconds)
     return int(a[0])
+
+
+def scale(view):
+    """A pipeline stage: doubles the array in place, returns it."""
+    a = np.asarray(view)
+    a *= 2
+    return a
+
+
+def address(view):
+    """A pipeline stage: where the array it got lives."""
+    return np.asarray(view).ctypes.data
