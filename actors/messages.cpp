@@ -48,6 +48,7 @@ void announce_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<ShutdownReport>("gk::ShutdownReport");
   cfg.add_message_type<NodeInfoRequest>("gk::NodeInfoRequest");
   cfg.add_message_type<NodeInfo>("gk::NodeInfo");
+  cfg.add_message_type<HostCallMessage>("gk::HostCallMessage");
 }
 
 void register_error_category(caf::actor_system_config& cfg) {

@@ -145,6 +145,21 @@ Error Runtime::expose(const std::string& name, HostFunction fn) {
   return impl_->hosts->expose(name, std::move(fn));
 }
 
+Error Runtime::expose(const std::string& name, caf::actor handler) {
+  if (!handler)
+    return Error(ErrorCode::bad_request, "expose: the actor for '" + name + "' is an invalid handle");
+  caf::actor_system* sys = impl_->system;
+  return expose(name, HostFunction([sys, handler](const List& args, const HostCall& call) -> Expected<Value> {
+    caf::scoped_actor self{*sys};
+    Expected<Value> out = Error(ErrorCode::internal, "no reply");
+    auto left = call.deadline().is_finite() ? caf::duration(std::max(call.deadline().remaining(), std::chrono::nanoseconds(1)))
+                                            : caf::infinite;
+    self->request(handler, left, HostCallMessage{call.name(), args, call.deadline()})
+        .receive([&](Value& v) { out = std::move(v); }, [&](caf::error& e) { out = from_caf_error(e); });
+    return out;
+  }));
+}
+
 bool Runtime::unexpose(const std::string& name) {
   return impl_->hosts->remove(name);
 }

@@ -5,6 +5,9 @@
 #include "../support.hpp"
 
 #include "actors/detail/blocking_context.hpp"
+#include "gilkeeper/actors/messages.hpp"
+
+#include <caf/all.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -332,4 +335,24 @@ TEST_CASE("process isolation: a worker killed in a host call fails the call and 
   CHECK(nested_code == static_cast<int>(ErrorCode::worker_crashed));
   CHECK(saw_cancel.load());
   CHECK(rt.eval("1", kLong)->as_int() == 1);
+}
+
+TEST_CASE("an actor exposed as a host function answers Python's calls", "[host][actor]") {
+  Runtime rt(test::test_config());
+  auto counter = rt.system().spawn([](caf::event_based_actor*) -> caf::behavior {
+    return {[](HostCallMessage& m) -> caf::result<Value> {
+      if (m.args.empty())
+        return to_caf_error(Error(ErrorCode::bad_request, "nothing to count"));
+      return Value(static_cast<std::int64_t>(m.args.size()) + (m.deadline.is_finite() ? 100 : 0));
+    }};
+  });
+  REQUIRE_FALSE(rt.expose("count", counter));
+  auto r = rt.call("gk_hostmod:call_named", {"count", 1, 2, 3}, {}, kLong);
+  REQUIRE(r);
+  CHECK(r->get<std::int64_t>("ok").value() == 103);  // three arguments, and a deadline
+  auto e = rt.call("gk_hostmod:call_named", {"count"}, {}, kLong);
+  CHECK(e->get<std::string>("code").value() == "bad_request");
+  CHECK(e->get<std::string>("message").value().find("nothing to count") != std::string::npos);
+  CHECK(rt.expose("nobody", caf::actor()).code == ErrorCode::bad_request);
+  caf::anon_send_exit(counter, caf::exit_reason::user_shutdown);
 }

@@ -387,6 +387,11 @@ typename Inspector::result_type inspect(Inspector& f, ShutdownReport& x) {
 }
 
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, HostCallMessage& x) {
+  return f(caf::meta::type_name("HostCallMessage"), x.name, x.args, x.deadline);
+}
+
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, NodeInfoRequest&) {
   return f(caf::meta::type_name("NodeInfoRequest"));
 }

@@ -212,6 +212,16 @@ struct NodeInfo {
   std::int64_t pid = 0;        ///< the serving process
 };
 
+/// What an actor exposed as a host function (`Runtime::expose(name,
+/// actor)`) receives for each Python call; it replies a `Value` (or a
+/// `caf::error`, e.g. `gk::to_caf_error(...)`, which Python sees as
+/// gilkeeper.HostError).
+struct HostCallMessage {
+  std::string name;  ///< the name Python called
+  List args;
+  Deadline deadline;  ///< what is left of the calling request's deadline
+};
+
 /// `shutdown`: stop the runtime. Queued requests get `runtime_stopped`.
 struct ShutdownRequest {
   /// How long to wait for Python (non-daemon threads) to finish.

@@ -184,6 +184,12 @@ public:
     return expose(name, HostFunction([fn = std::move(fn)](const List& args, const HostCall&) mutable
                                          -> Expected<Value> { return fn(args); }));
   }
+  /// An actor as a host function: each Python call is a request
+  /// `gk::HostCallMessage` (name, args, deadline) sent to `handler` from a
+  /// gk-host thread, with the call's remaining deadline as the request's
+  /// timeout; the actor replies a `gk::Value` or a `caf::error`. Errors:
+  /// bad_request for an invalid handle or name.
+  Error expose(const std::string& name, caf::actor handler);
   /// Removes a host function; false when `name` was not exposed. Python
   /// calls to it then raise HostError (bad_request).
   bool unexpose(const std::string& name);
