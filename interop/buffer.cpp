@@ -86,6 +86,27 @@ Buffer map_memfd(int fd, std::size_t size, bool readonly) {
   return Buffer(std::move(s));
 }
 
+Buffer relayout(const Buffer& b, std::string format, std::int64_t itemsize, std::vector<std::int64_t> shape) {
+  std::int64_t n = 1;
+  for (auto d : shape)
+    n *= d;
+  if (!b.state() || !b.contiguous() || itemsize <= 0 || static_cast<std::size_t>(n * itemsize) != b.size())
+    return Buffer();
+  auto st = std::make_shared<BufferState>();
+  st->data = b.data();
+  st->size = b.size();
+  st->readonly = b.readonly();
+  st->format = std::move(format);
+  st->itemsize = itemsize;
+  st->shape = std::move(shape);
+  st->strides.assign(st->shape.size(), itemsize);
+  for (std::size_t i = st->shape.size(); i-- > 1;)
+    st->strides[i - 1] = st->strides[i] * st->shape[i];
+  st->memfd = b.state()->memfd;
+  st->keep = b.state();
+  return Buffer(std::move(st));
+}
+
 int memfd_copy(const void* data, std::size_t size) {
   int fd = new_memfd(size);
   if (fd < 0)

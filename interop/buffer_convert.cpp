@@ -169,6 +169,23 @@ Expected<Value> buffer_from_python(PyObject* o, const std::string& path) {
     return out;
   }
   Py_buffer* v = PyMemoryView_GET_BUFFER(view.get());
+  if (v->ndim == 0 && !PyMemoryView_Check(o)) {
+    // A numpy scalar (numpy.int64(5), numpy.float32(0.5), numpy.bool_):
+    // the number it is, as Python's int, float or bool would be.
+    if (v->format && (v->format[0] == '?' || std::strcmp(v->format, "?") == 0))
+      return Value(PyObject_IsTrue(o) == 1);
+    if (PyIndex_Check(o)) {
+      PyRef i = PyRef::steal(PyNumber_Index(o));
+      if (i)
+        return from_python(i.get(), path);
+      PyErr_Clear();
+    } else if (PyNumber_Check(o)) {
+      PyRef f = PyRef::steal(PyNumber_Float(o));
+      if (f)
+        return Value(PyFloat_AS_DOUBLE(f.get()));
+      PyErr_Clear();
+    }
+  }
   if (v->suboffsets) {
     Error out(ErrorCode::conversion, (path.empty() ? "" : path + ": ") + type_name(o)
                                          + " is an indirect (PIL-style) buffer; only strided buffers convert");

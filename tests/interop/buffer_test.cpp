@@ -177,3 +177,13 @@ TEST_CASE("a pipeline carries buffers between stages without copies", "[buffer][
     CHECK(static_cast<std::uintptr_t>(outputs[i].as_int()) == reinterpret_cast<std::uintptr_t>(inputs[i].data()));
   }
 }
+
+TEST_CASE("numpy scalars come back as numbers, not buffers", "[buffer]") {
+  Runtime rt(test::test_config());
+  auto r = rt.call("gk_bufmod:scalars", {}, {}, kLong);
+  REQUIRE(r);
+  CHECK(r->as_list().at(0) == Value(5));
+  CHECK(r->as_list().at(1) == Value(0.5));
+  CHECK(r->as_list().at(2) == Value(true));
+  CHECK(r->as_list().at(3) == Value(200));
+}

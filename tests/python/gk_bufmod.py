@@ -95,3 +95,11 @@ def scale(view):
 def address(view):
     """A pipeline stage: where the array it got lives."""
     return np.asarray(view).ctypes.data
+
+
+def scalars():
+    return [np.int64(5), np.float32(0.5), np.bool_(True), np.uint8(200)]
+
+
+def structured(n):
+    return np.zeros(n, dtype=[("x", "<i4"), ("y", "<f8")])

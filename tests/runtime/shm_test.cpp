@@ -134,3 +134,17 @@ TEST_CASE("small buffers travel inside the frame", "[buffer][process]") {
   REQUIRE(back);
   CHECK(back->as_buffer() == b);
 }
+
+TEST_CASE("a structured numpy array crosses from a worker with its format", "[buffer][process]") {
+  Runtime rt(test::process_config("workers = 1\n"));
+  for (int n : {4, 1 << 14}) {  // inside the frame, and through shared memory
+    auto r = rt.call("gk_bufmod:structured", {n}, {}, kLong);
+    REQUIRE(r);
+    const Buffer& b = r->as_buffer();
+    CHECK(b.itemsize() == 12);
+    CHECK(b.count() == n);
+    CHECK(b.format().find("T{") != std::string::npos);
+    // The worker is still there (a reply it could not send would have cost it).
+    CHECK(rt.eval("1", kLong)->as_int() == 1);
+  }
+}

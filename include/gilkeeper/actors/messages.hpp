@@ -146,11 +146,9 @@ typename Inspector::result_type inspect(Inspector& f, Buffer& x) {
         return caf::make_error(caf::sec::invalid_argument);
       flat = Buffer::copy_of(data.data(), data.size());
     }
-    try {
-      x = format == "B" && shape.size() == 1 ? flat : flat.as(format, shape);
-    } catch (const std::exception&) {
+    x = format == "B" && shape.size() == 1 ? flat : detail::relayout(flat, std::move(format), itemsize, std::move(shape));
+    if (!x.state())
       return caf::make_error(caf::sec::invalid_argument);
-    }
     return caf::none;
   } else {
     Buffer packed = x.contiguous() ? x : x.copy();

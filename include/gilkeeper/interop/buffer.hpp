@@ -109,6 +109,10 @@ struct BufferState {
   /// shared memory), or -1; open while `keep` lives.
   int memfd = -1;
 };
+/// The memory of `b` (contiguous) seen as `shape` items of `itemsize`
+/// bytes in C order, with any struct-module `format` (also structured ones,
+/// "T{...}", that `Buffer::as` does not parse). Empty when the sizes differ.
+Buffer relayout(const Buffer& b, std::string format, std::int64_t itemsize, std::vector<std::int64_t> shape);
 /// Maps `size` bytes of the memfd `fd` (taking it over: closed when the
 /// Buffer's last copy goes). An empty Buffer when the file is smaller or
 /// cannot be mapped.
