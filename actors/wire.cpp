@@ -268,6 +268,10 @@ std::vector<char> encode_request(std::uint64_t id, const AnyRequest& request) {
   return frame_variant(FrameKind::request, id, request);
 }
 
+std::vector<char> encode_nested_request(std::uint64_t id, const AnyRequest& request) {
+  return frame_variant(FrameKind::nested_request, id, request);
+}
+
 std::vector<char> encode_reply(std::uint64_t id, const AnyReply& reply, std::uint64_t denials) {
   return frame_variant(FrameKind::reply, id, reply, denials);
 }
@@ -317,7 +321,8 @@ Expected<Frame> decode(const char* data, std::size_t size) {
     case FrameKind::ready:
       err = src(out.error, out.pid);
       break;
-    case FrameKind::request: {
+    case FrameKind::request:
+    case FrameKind::nested_request: {
       std::uint8_t index = 0;
       err = src(out.id, index);
       AnyRequest r;

@@ -40,6 +40,7 @@ enum class FrameKind : std::uint8_t {
   host_call = 8,    ///< worker -> host: id, name, List args, Deadline: run a host function
   host_reply = 9,   ///< host -> worker: id, Expected<Value>: the host function's result
   host_cancel = 10, ///< worker -> host: id; the worker stopped waiting for that host call
+  nested_request = 11,  ///< host -> worker: id, AnyRequest, nested in the host call the worker waits in
 };
 
 /// What a worker needs to start its interpreter.
@@ -86,6 +87,10 @@ struct Frame {
 std::vector<char> encode_hello(const WorkerSetup& setup);
 std::vector<char> encode_ready(const Error& error, std::int32_t pid);
 std::vector<char> encode_request(std::uint64_t id, const AnyRequest& request);
+/// A request a host function made on behalf of the host call the worker
+/// waits in: served only by that wait (a worker that is no longer waiting,
+/// its call abandoned, drops it; the host answered it already).
+std::vector<char> encode_nested_request(std::uint64_t id, const AnyRequest& request);
 /// `denials`: the worker's capability denials so far (for the host's stats).
 std::vector<char> encode_reply(std::uint64_t id, const AnyReply& reply, std::uint64_t denials = 0);
 std::vector<char> encode_goodbye();

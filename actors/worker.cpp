@@ -172,7 +172,7 @@ int run_worker(int fd, int parent) {
       }
       if (f->kind == wire::FrameKind::host_reply && f->id == self->call_id && f->result) {
         self->finish(std::move(*f->result));
-      } else if (f->kind == wire::FrameKind::request && f->request) {
+      } else if (f->kind == wire::FrameKind::nested_request && f->request) {
         // Nested in this call by its host function: run by this thread
         // while it waits (the request's parent is the call).
         auto slot = std::make_shared<WireSlot>(fd, write_mutex, f->id, *executor_ptr);

@@ -25,6 +25,7 @@ std::vector<char> encode(const gk::wire::Frame& frame) {
     case FrameKind::hello: return gk::wire::encode_hello(*frame.setup);
     case FrameKind::ready: return gk::wire::encode_ready(frame.error, frame.pid);
     case FrameKind::request: return gk::wire::encode_request(frame.id, *frame.request);
+    case FrameKind::nested_request: return gk::wire::encode_nested_request(frame.id, *frame.request);
     case FrameKind::reply: return gk::wire::encode_reply(frame.id, *frame.reply, frame.denials);
     case FrameKind::goodbye: return gk::wire::encode_goodbye();
     case FrameKind::stuck: return gk::wire::encode_stuck(frame.id);

@@ -92,6 +92,7 @@ int main(int argc, char** argv) {
   ok &= write_seed(dir, "host_reply", wire::encode_host_reply(7, Value::list({1, 2})));
   ok &= write_seed(dir, "host_reply_error", wire::encode_host_reply(7, Error(ErrorCode::bad_request, "no")));
   ok &= write_seed(dir, "host_cancel", wire::encode_host_cancel(7));
+  ok &= write_seed(dir, "nested_request", wire::encode_nested_request(8, call));
   ok &= write_seed(dir, "import", wire::encode_request(1, ImportRequest{"json", Deadline::never()}));
   ok &= write_seed(dir, "call", wire::encode_request(2, call));
   ok &= write_seed(dir, "eval", wire::encode_request(3, EvalRequest{"1 + 1", true, Deadline()}));

@@ -212,7 +212,7 @@ void ProcessExecutor::send_nested() {
     std::vector<char> frame;
     {
       detail::BufferChannelScope shm(&fds);
-      frame = wire::encode_request(id, n.job.request);
+      frame = wire::encode_nested_request(id, n.job.request);
     }
     c->nested.emplace(id, std::move(n.job));
     send_frame(*c, std::move(frame), fds.release());
