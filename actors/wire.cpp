@@ -410,6 +410,8 @@ ssize_t receive(int fd, char* data, std::size_t size, std::deque<int>* fds) {
   msg.msg_control = control;
   msg.msg_controllen = sizeof control;
   ssize_t n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+  if (n < 0 && errno == ENOTSOCK)
+    return ::read(fd, data, size);  // a pipe carries no descriptors
   if (n < 0)
     return n;
   for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
