@@ -147,6 +147,16 @@ int run_worker(int fd, int parent) {
   std::uint64_t next_host_call = 0;  // the interpreter's thread only
   // Shared memory received beside frames (the interpreter's thread reads).
   std::deque<int> received_fds;
+  // The next frame from the host, its Buffers mapped; an error when the host
+  // is gone or the stream is corrupt.
+  auto next_frame = [&]() -> Expected<wire::Frame> {
+    auto body = wire::read_frame(fd, &received_fds);
+    if (!body)
+      return Error(ErrorCode::internal, "the host is gone");
+    wire::FdsIn fds(received_fds);
+    detail::BufferChannelScope shm(&fds);
+    return wire::decode(body->data(), body->size());
+  };
   options.start_host_call = [&, fd](const std::string& name, List args,
                                     Deadline deadline) -> Expected<std::shared_ptr<detail::HostNest>> {
     auto nest = std::make_shared<detail::HostNest>(executor_ptr, true, name);
@@ -156,15 +166,9 @@ int run_worker(int fd, int parent) {
     std::weak_ptr<detail::HostNest> weak = nest;
     nest->pump = [&, fd, weak] {
       auto self = weak.lock();
-      auto body = self ? wire::read_frame(fd, &received_fds) : std::nullopt;
       if (!self)
         return;
-      Expected<wire::Frame> f = Error(ErrorCode::internal, "the host is gone");
-      if (body) {
-        wire::FdsIn fds(received_fds);
-        detail::BufferChannelScope shm(&fds);
-        f = wire::decode(body->data(), body->size());
-      }
+      Expected<wire::Frame> f = next_frame();
       if (!f || f->kind == wire::FrameKind::goodbye) {
         self->finish(Error(ErrorCode::runtime_stopped, "the host is gone"));
         host_gone();
@@ -241,13 +245,7 @@ int run_worker(int fd, int parent) {
   // ended (ignored: ids are never reused).
   auto fetch = [&]() -> bool {
     for (;;) {
-      auto body = wire::read_frame(fd, &received_fds);
-      Expected<wire::Frame> f = Error(ErrorCode::internal, "the host is gone");
-      if (body) {
-        wire::FdsIn fds(received_fds);
-        detail::BufferChannelScope shm(&fds);
-        f = wire::decode(body->data(), body->size());
-      }
+      Expected<wire::Frame> f = next_frame();
       // A gone host, a corrupt stream (it cannot be trusted) or goodbye.
       if (!f || f->kind == wire::FrameKind::goodbye) {
         host_gone();

@@ -49,6 +49,23 @@ Value call_named(Runtime& rt, List args) {
   return *r;
 }
 
+// Exposes `sleepy`: waits up to 10 s for its call to be cancelled, then
+// says whether it was (`saw_cancel`) and that it ended.
+void expose_sleepy(Runtime& rt, std::atomic<bool>& saw_cancel, std::atomic<bool>& ended,
+                   std::atomic<long>* deadline_left_ms = nullptr) {
+  REQUIRE_FALSE(rt.expose("sleepy", [&saw_cancel, &ended, deadline_left_ms](const List&, const HostCall& call) -> Expected<Value> {
+    if (deadline_left_ms)
+      *deadline_left_ms = static_cast<long>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(call.deadline().remaining()).count());
+    auto until = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < until && !call.cancelled())
+      std::this_thread::sleep_for(1ms);
+    saw_cancel = call.cancelled();
+    ended = true;
+    return Value(1);
+  }));
+}
+
 } // namespace
 
 TEST_CASE("a host function is called from Python with Values and returns one", "[host]") {
@@ -115,15 +132,7 @@ TEST_CASE("a host function gets the calling request's deadline and is cancelled 
   std::atomic<bool> saw_cancel{false};
   std::atomic<long> deadline_left_ms{-1};
   std::atomic<bool> ended{false};
-  REQUIRE_FALSE(rt.expose("sleepy", [&](const List&, const HostCall& call) -> Expected<Value> {
-    deadline_left_ms = static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(call.deadline().remaining()).count());
-    auto until = std::chrono::steady_clock::now() + 10s;
-    while (std::chrono::steady_clock::now() < until && !call.cancelled())
-      std::this_thread::sleep_for(1ms);
-    saw_cancel = call.cancelled();
-    ended = true;
-    return Value(1);
-  }));
+  expose_sleepy(rt, saw_cancel, ended, &deadline_left_ms);
   auto t0 = std::chrono::steady_clock::now();
   auto r = rt.call("gk_hostmod:wait_for", {"sleepy"}, {}, test::within(300ms));
   double took = test::ms_since(t0);
@@ -281,14 +290,7 @@ TEST_CASE("process isolation: a host function past the request's deadline is can
   Runtime rt(test::process_config("workers = 1\n"));
   std::atomic<bool> saw_cancel{false};
   std::atomic<bool> ended{false};
-  REQUIRE_FALSE(rt.expose("sleepy", [&](const List&, const HostCall& call) -> Expected<Value> {
-    auto until = std::chrono::steady_clock::now() + 10s;
-    while (std::chrono::steady_clock::now() < until && !call.cancelled())
-      std::this_thread::sleep_for(1ms);
-    saw_cancel = call.cancelled();
-    ended = true;
-    return Value(1);
-  }));
+  expose_sleepy(rt, saw_cancel, ended);
   auto t0 = std::chrono::steady_clock::now();
   auto r = rt.call("gk_hostmod:wait_for", {"sleepy"}, {}, test::within(300ms));
   CHECK(test::ms_since(t0) < 1500 * kTimeFactor);
