@@ -53,8 +53,9 @@ bool HostNest::push(Job& job) {
 void HostNest::finish(Expected<Value> result) {
   {
     std::lock_guard<std::mutex> g(m_);
-    if (result_)
+    if (finished_)
       return;
+    finished_ = true;
     result_ = std::move(result);
   }
   if (on_finish)
@@ -79,7 +80,7 @@ HostNest::Next HostNest::take() {
   std::lock_guard<std::mutex> g(m_);
   if (result_) {
     next.result = std::move(result_);
-    result_ = Expected<Value>(Error(ErrorCode::internal, "taken"));  // a second finish is dropped
+    result_.reset();
   } else if (!nested_.empty()) {
     next.job.emplace(std::move(nested_.front()));
     nested_.pop_front();
@@ -150,6 +151,14 @@ std::vector<std::string> HostFunctions::names() const {
   return out;
 }
 
+Error HostFunctions::not_exposed(const std::string& name) const {
+  std::string known;
+  for (auto& n : names())
+    known += (known.empty() ? "" : ", ") + n;
+  return Error(ErrorCode::bad_request, "no host function is exposed as '" + name + "'"
+                                           + (known.empty() ? std::string(" (none is)") : " (exposed: " + known + ")"));
+}
+
 std::size_t HostFunctions::threads() const {
   std::lock_guard<std::mutex> g(pool_->mutex);
   return pool_->live;
@@ -217,13 +226,8 @@ void HostFunctions::start(std::shared_ptr<HostNest> nest, std::shared_ptr<const 
 Expected<std::shared_ptr<HostNest>> HostFunctions::call(const Executor* executor, const std::string& name, List args,
                                                         Deadline deadline, bool nestable, int wake_fd) {
   auto fn = find(name);
-  if (!fn) {
-    std::string known;
-    for (auto& n : names())
-      known += (known.empty() ? "" : ", ") + n;
-    return Error(ErrorCode::bad_request, "no host function is exposed as '" + name + "'"
-                                             + (known.empty() ? std::string(" (none is)") : " (exposed: " + known + ")"));
-  }
+  if (!fn)
+    return not_exposed(name);
   auto nest = std::make_shared<HostNest>(executor, nestable, name);
   nest->deadline = deadline;
   nest->fd = wake_fd >= 0 ? wake_fd : ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

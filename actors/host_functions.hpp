@@ -96,6 +96,7 @@ private:
   std::mutex m_;
   std::deque<Job> nested_;
   std::optional<Expected<Value>> result_;
+  bool finished_ = false;  // a result arrived (later ones are dropped)
   bool open_ = true;
 };
 
@@ -119,6 +120,9 @@ public:
   bool remove(const std::string& name);
   std::shared_ptr<const HostFunction> find(const std::string& name) const;
   std::vector<std::string> names() const;
+  /// The error of a call to `name`, which is not exposed (bad_request
+  /// naming the exposed ones).
+  Error not_exposed(const std::string& name) const;
 
   /// Starts host function `fn` for `nest` on a gk-host thread: it sees the
   /// nest's deadline and token, requests it makes on that thread nest, and

@@ -117,14 +117,8 @@ void ProcessExecutor::send_cancels() {
 void ProcessExecutor::start_host_call(Child& c, wire::Frame& f) {
   auto fn = hosts_ ? hosts_->find(f.name) : nullptr;
   if (!fn) {
-    std::string known;
-    if (hosts_)
-      for (auto& n : hosts_->names())
-        known += (known.empty() ? "" : ", ") + n;
-    send_frame(c, wire::encode_host_reply(
-                      f.id, Error(ErrorCode::bad_request, "no host function is exposed as '" + f.name + "'"
-                                                              + (known.empty() ? std::string(" (none is)")
-                                                                               : " (exposed: " + known + ")"))));
+    send_frame(c, wire::encode_host_reply(f.id, hosts_ ? hosts_->not_exposed(f.name)
+                                                       : Error(ErrorCode::bad_request, "this runtime has no host functions")));
     return;
   }
   auto nest = std::make_shared<HostNest>(this, true, f.name);
@@ -157,9 +151,11 @@ void ProcessExecutor::relay_host_results() {
     if (!nest)
       continue;
     Child* c = child_for_epoch(nest->child_epoch);
-    auto it = c ? c->host_calls.find(nest->call_id) : decltype(c->host_calls.end()){};
-    if (!c || it == c->host_calls.end() || it->second != nest)
-      continue;  // the worker stopped waiting (host_cancel, its request ended, it died)
+    if (!c)
+      continue;  // the worker died
+    auto it = c->host_calls.find(nest->call_id);
+    if (it == c->host_calls.end() || it->second != nest)
+      continue;  // the worker stopped waiting (host_cancel, its request ended)
     c->host_calls.erase(it);
     nest->close();
     auto result = nest->take().result;
